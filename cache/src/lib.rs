@@ -1,0 +1,1 @@
+//! rbuild-cache (to be written).

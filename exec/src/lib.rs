@@ -1,0 +1,1 @@
+//! rbuild-exec (to be written).

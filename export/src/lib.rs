@@ -1,0 +1,1 @@
+//! rbuild-export (to be written).

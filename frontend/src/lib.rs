@@ -1,0 +1,1 @@
+//! rbuild-frontend (to be written).

@@ -1,0 +1,424 @@
+//! Typed operations: sources, exec, file actions and merge.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Position of an input in [`crate::Vertex::inputs`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct InputIndex(pub u32);
+
+/// One operation of the build graph.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Op {
+    /// Produce a filesystem from outside the graph.
+    Source(SourceOp),
+    /// Run a process on a root filesystem; the output is the changed root.
+    Exec(ExecOp),
+    /// Apply file actions (copy, mkdir, mkfile, rm) to a base filesystem.
+    File(FileOp),
+    /// Stack the inputs' filesystems in order (later inputs win).
+    Merge(MergeOp),
+}
+
+impl Op {
+    /// A short kind name for progress and dumps.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Op::Source(_) => "source",
+            Op::Exec(_) => "exec",
+            Op::File(_) => "file",
+            Op::Merge(_) => "merge",
+        }
+    }
+}
+
+/// Where a source filesystem comes from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceOp {
+    /// An empty filesystem (`FROM scratch`).
+    Scratch,
+    /// The root filesystem of a registry image.
+    Image(ImageSource),
+    /// Files from a local directory given to the build (the context).
+    Local(LocalSource),
+    /// A git repository.
+    Git(GitSource),
+    /// A file fetched over HTTP(S).
+    Http(HttpSource),
+}
+
+/// An image from a registry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageSource {
+    /// Normalized reference, pinned by digest when the frontend resolved it
+    /// (e.g. `127.0.0.1:5000/library/busybox:latest@sha256:…`).
+    pub reference: String,
+    /// The platform to select from an index.
+    pub platform: Platform,
+}
+
+/// A named local directory (`context`, or a `--build-context name=path`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocalSource {
+    /// The name the CLI maps to a host path; the path itself is never hashed.
+    pub name: String,
+    /// Only these patterns are transferred (empty: everything).
+    pub include_patterns: Vec<String>,
+    /// `.dockerignore` patterns.
+    pub exclude_patterns: Vec<String>,
+}
+
+/// A git repository source.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GitSource {
+    /// Remote URL.
+    pub remote: String,
+    /// Branch, tag or commit.
+    pub reference: Option<String>,
+    /// Sub directory of the checkout to use.
+    pub subdir: Option<String>,
+    /// Keep the `.git` directory.
+    pub keep_git_dir: bool,
+}
+
+/// A remote file source.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpSource {
+    /// The URL.
+    pub url: String,
+    /// Expected digest of the content, if given (`ADD --checksum`).
+    pub checksum: Option<crate::Digest>,
+    /// File name to store the content under.
+    pub filename: Option<String>,
+    /// Mode of the stored file.
+    pub chmod: Option<u32>,
+}
+
+/// An OS/architecture pair, e.g. `linux/amd64` or `linux/arm64/v8`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Platform {
+    /// Operating system (`linux`).
+    pub os: String,
+    /// CPU architecture in GOARCH form (`amd64`, `arm64`).
+    pub architecture: String,
+    /// Variant (`v7`, `v8`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+}
+
+impl Platform {
+    /// The platform this binary runs on.
+    pub fn host() -> Self {
+        let architecture = match std::env::consts::ARCH {
+            "x86_64" => "amd64",
+            "aarch64" => "arm64",
+            "x86" => "386",
+            "powerpc64" => "ppc64le",
+            "s390x" => "s390x",
+            "riscv64" => "riscv64",
+            other => other,
+        };
+        Platform {
+            os: "linux".into(),
+            architecture: architecture.into(),
+            variant: None,
+        }
+    }
+
+    /// Parse `os/arch[/variant]`.
+    pub fn parse(s: &str) -> Option<Self> {
+        let mut it = s.split('/');
+        let os = it.next().filter(|p| !p.is_empty())?.to_ascii_lowercase();
+        let architecture = it.next().filter(|p| !p.is_empty())?.to_ascii_lowercase();
+        let variant = it.next().map(str::to_ascii_lowercase);
+        if it.next().is_some() {
+            return None;
+        }
+        Some(Platform {
+            os,
+            architecture,
+            variant,
+        })
+    }
+}
+
+impl fmt::Display for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        if let Some(v) = &self.variant {
+            write!(f, "/{v}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Run a process.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecOp {
+    /// The process.
+    pub meta: ExecMeta,
+    /// Mounts; the first is the root filesystem at `/` and is the output.
+    pub mounts: Vec<Mount>,
+    /// Network namespace mode.
+    pub network: NetworkMode,
+    /// Security mode.
+    pub security: SecurityMode,
+}
+
+/// The process of an exec op.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecMeta {
+    /// argv.
+    pub args: Vec<String>,
+    /// Environment, in order, as (name, value).
+    pub env: Vec<(String, String)>,
+    /// Working directory (absolute).
+    pub cwd: String,
+    /// User spec (`name`, `uid`, `uid:gid`, `name:group`); empty means root.
+    pub user: String,
+    /// Extra `/etc/hosts` entries, as (host, ip).
+    pub extra_hosts: Vec<(String, String)>,
+    /// Proxy variables (HTTP_PROXY …) given as build args but not declared:
+    /// passed to the process, never hashed, never in history.
+    #[serde(skip)]
+    pub proxy_env: Vec<(String, String)>,
+}
+
+/// A mount of an exec op.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mount {
+    /// The input providing the content; `None` for an empty directory.
+    pub input: Option<InputIndex>,
+    /// Path inside the input to mount (`/` for all of it).
+    pub selector: String,
+    /// Absolute path inside the container.
+    pub target: String,
+    /// What kind of mount.
+    pub kind: MountKind,
+}
+
+/// The kind of an exec mount.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MountKind {
+    /// A bind of the input (read-only unless `readonly` is false; writes to a
+    /// non-root bind are discarded).
+    Bind {
+        /// Mounted read-only.
+        readonly: bool,
+    },
+    /// A persistent cache directory shared between builds.
+    Cache {
+        /// Cache id (defaults to the target path).
+        id: String,
+        /// How concurrent users share it.
+        sharing: CacheSharing,
+        /// Mode of a newly created cache directory.
+        mode: u32,
+        /// Owner uid of a newly created cache directory.
+        uid: u32,
+        /// Owner gid of a newly created cache directory.
+        gid: u32,
+        /// Read-only.
+        readonly: bool,
+    },
+    /// A tmpfs.
+    Tmpfs {
+        /// Size limit in bytes.
+        size: Option<u64>,
+    },
+    /// A secret file or env variable; the value is never part of the graph.
+    Secret {
+        /// Secret id.
+        id: String,
+        /// Expose as this environment variable instead of / as well as a file.
+        env: Option<String>,
+        /// Fail if the secret is not provided.
+        required: bool,
+        /// File mode.
+        mode: u32,
+        /// Owner uid.
+        uid: u32,
+        /// Owner gid.
+        gid: u32,
+    },
+    /// An SSH agent socket.
+    Ssh {
+        /// SSH id (`default`).
+        id: String,
+        /// Fail if no agent is provided.
+        required: bool,
+        /// Socket mode.
+        mode: u32,
+        /// Owner uid.
+        uid: u32,
+        /// Owner gid.
+        gid: u32,
+    },
+}
+
+/// Sharing mode of a cache mount.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheSharing {
+    /// Concurrent users share one directory.
+    #[default]
+    Shared,
+    /// Each concurrent user gets its own directory.
+    Private,
+    /// Users wait for each other.
+    Locked,
+}
+
+/// Network mode of an exec.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NetworkMode {
+    /// The builder's default (the host network for now).
+    #[default]
+    Default,
+    /// Loopback only.
+    None,
+    /// The host's network namespace.
+    Host,
+}
+
+/// Security mode of an exec.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SecurityMode {
+    /// Default capabilities, seccomp, masked paths.
+    #[default]
+    Sandbox,
+    /// All capabilities (`--security=insecure`, needs `--allow security.insecure`).
+    Insecure,
+}
+
+/// File actions applied in order to a base filesystem.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileOp {
+    /// The filesystem the actions modify; `None` starts from scratch.
+    pub base: Option<InputIndex>,
+    /// The actions, in order.
+    pub actions: Vec<FileAction>,
+}
+
+/// One file action.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileAction {
+    /// Copy from another input.
+    Copy(CopyAction),
+    /// Create a directory.
+    Mkdir(MkdirAction),
+    /// Create a file with given content.
+    Mkfile(MkfileAction),
+    /// Remove a path.
+    Rm(RmAction),
+}
+
+/// Owner of created files: a user and optional group, by id or name.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Chown {
+    /// The user.
+    pub user: UserRef,
+    /// The group (defaults to the user's primary group, or the same id).
+    pub group: Option<UserRef>,
+}
+
+/// A user or group, by numeric id or by name (resolved in the destination).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UserRef {
+    /// Numeric id.
+    Id(u32),
+    /// Name looked up in `/etc/passwd` or `/etc/group` of the destination.
+    Name(String),
+}
+
+/// A `--chmod` value.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Chmod {
+    /// Octal mode, e.g. `0755`.
+    Octal(u32),
+    /// Symbolic mode, e.g. `u+x,g-w`.
+    Symbolic(String),
+}
+
+/// Copy files from an input into the base.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CopyAction {
+    /// The input to copy from.
+    pub source: InputIndex,
+    /// Path (may contain wildcards) in the source.
+    pub src: String,
+    /// Destination path in the base; a trailing `/` means "into this directory".
+    pub dest: String,
+    /// Owner of the copied files (default: keep the source owner for
+    /// COPY --from, root for the context).
+    pub owner: Option<Chown>,
+    /// Mode override.
+    pub mode: Option<Chmod>,
+    /// Follow a symlink given as `src`.
+    pub follow_symlinks: bool,
+    /// A source directory copies its contents, not itself.
+    pub dir_copy_contents: bool,
+    /// Unpack local archives (ADD).
+    pub attempt_unpack: bool,
+    /// Create missing parents of `dest`.
+    pub create_dest_path: bool,
+    /// `src` may contain wildcards.
+    pub allow_wildcard: bool,
+    /// A wildcard that matches nothing is not an error.
+    pub allow_empty_wildcard: bool,
+    /// Keep the parent directories of matched sources (`--parents`).
+    pub parents: bool,
+    /// Patterns to include under a copied directory.
+    pub include_patterns: Vec<String>,
+    /// Patterns to exclude (`--exclude`).
+    pub exclude_patterns: Vec<String>,
+}
+
+/// Create a directory.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MkdirAction {
+    /// Absolute path.
+    pub path: String,
+    /// Mode.
+    pub mode: u32,
+    /// Create parents as needed.
+    pub make_parents: bool,
+    /// Owner.
+    pub owner: Option<Chown>,
+}
+
+/// Create a file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MkfileAction {
+    /// Absolute path.
+    pub path: String,
+    /// Mode.
+    pub mode: u32,
+    /// Content.
+    pub data: String,
+    /// Owner.
+    pub owner: Option<Chown>,
+}
+
+/// Remove a path.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RmAction {
+    /// Absolute path (may contain wildcards if allowed).
+    pub path: String,
+    /// A missing path is not an error.
+    pub allow_not_found: bool,
+    /// `path` may contain wildcards.
+    pub allow_wildcard: bool,
+}
+
+/// Merge the inputs in order.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MergeOp {}

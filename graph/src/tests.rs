@@ -1,0 +1,132 @@
+use super::*;
+
+fn small_graph() -> (BuildGraph, Digest) {
+    let mut g = BuildGraph::new();
+    let base = g.add(
+        Op::Source(SourceOp::Image(ImageSource {
+            reference: "127.0.0.1:5000/library/busybox:latest".into(),
+            platform: Platform {
+                os: "linux".into(),
+                architecture: "amd64".into(),
+                variant: None,
+            },
+        })),
+        vec![],
+        VertexMeta {
+            name: "[1/2] FROM busybox".into(),
+            ..Default::default()
+        },
+    );
+    let run = g.add(
+        Op::Exec(ExecOp {
+            meta: ExecMeta {
+                args: vec!["/bin/sh".into(), "-c".into(), "echo hi > /hi".into()],
+                env: vec![("PATH".into(), "/bin".into())],
+                cwd: "/".into(),
+                user: String::new(),
+                extra_hosts: vec![],
+                proxy_env: vec![],
+            },
+            mounts: vec![Mount {
+                input: Some(InputIndex(0)),
+                selector: "/".into(),
+                target: "/".into(),
+                kind: MountKind::Bind { readonly: false },
+            }],
+            network: NetworkMode::Default,
+            security: SecurityMode::Sandbox,
+        }),
+        vec![Input {
+            vertex: base,
+            output: 0,
+        }],
+        VertexMeta {
+            name: "[2/2] RUN echo hi > /hi".into(),
+            ..Default::default()
+        },
+    );
+    (g, run)
+}
+
+/// Changing the canonical encoding must be deliberate: update this digest
+/// only together with a note in ARCHITECTURE.md (it invalidates caches).
+#[test]
+fn golden_digest_of_small_graph() {
+    let (g, run) = small_graph();
+    assert_eq!(
+        run.to_string(),
+        "sha256:0fe63b10f023e40193d86af8177f3a60657981c65b9edd82f8a43bcb74d50936",
+        "canonical encoding: {}",
+        String::from_utf8_lossy(&g.vertices[&run].canonical_bytes())
+    );
+}
+
+#[test]
+fn metadata_and_proxy_env_do_not_change_digest() {
+    let (g, run) = small_graph();
+    let mut v = g.vertices[&run].clone();
+    if let Op::Exec(e) = &mut v.op {
+        e.meta.proxy_env = vec![("HTTP_PROXY".into(), "http://proxy:3128".into())];
+    }
+    assert_eq!(v.digest(), run);
+    let mut g2 = BuildGraph::new();
+    let d = g2.add(v.op.clone(), v.inputs.clone(), VertexMeta::default());
+    assert_eq!(d, run);
+}
+
+#[test]
+fn canonical_bytes_have_sorted_keys() {
+    let (g, run) = small_graph();
+    let s = String::from_utf8(g.vertices[&run].canonical_bytes()).expect("utf8");
+    assert!(s.starts_with(r#"{"inputs":[{"output":0,"vertex":"sha256:"#), "{s}");
+    assert!(!s.contains("proxy_env"));
+}
+
+#[test]
+fn topo_order_puts_inputs_first() {
+    let (g, run) = small_graph();
+    let order = g.topo_order(&run);
+    assert_eq!(order.len(), 2);
+    assert_eq!(order[1], run);
+    g.validate().expect("valid");
+}
+
+#[test]
+fn digest_parse_round_trip_and_errors() {
+    let d = Digest::sha256_of(b"");
+    assert_eq!(
+        d.to_string(),
+        "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    );
+    assert_eq!(d.to_string().parse::<Digest>().expect("parse"), d);
+    assert!("sha256:abc".parse::<Digest>().is_err());
+    assert!("md5:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        .parse::<Digest>()
+        .is_err());
+    assert!("sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855"
+        .parse::<Digest>()
+        .is_err());
+}
+
+#[test]
+fn platform_parse() {
+    let p = Platform::parse("linux/arm64/v8").expect("parse");
+    assert_eq!(p.to_string(), "linux/arm64/v8");
+    assert!(Platform::parse("linux").is_none());
+    assert!(Platform::parse("a/b/c/d").is_none());
+}
+
+proptest::proptest! {
+    /// The graph (and every digest) does not depend on insertion order.
+    #[test]
+    fn digest_independent_of_insertion_order(names in proptest::collection::vec("[a-z]{1,8}", 1..8)) {
+        let ops: Vec<Op> = names.iter().map(|n| Op::Source(SourceOp::Local(LocalSource {
+            name: n.clone(), include_patterns: vec![], exclude_patterns: vec![],
+        }))).collect();
+        let mut a = BuildGraph::new();
+        for op in &ops { a.add(op.clone(), vec![], VertexMeta::default()); }
+        let mut b = BuildGraph::new();
+        for op in ops.iter().rev() { b.add(op.clone(), vec![], VertexMeta::default()); }
+        proptest::prop_assert_eq!(a.vertices, b.vertices);
+    }
+}

@@ -1,0 +1,1 @@
+//! rbuild-registry (to be written).

@@ -1,0 +1,1 @@
+//! rbuild-solver (to be written).
