@@ -1,0 +1,196 @@
+//! The embedded runtime (youki's `libcontainer`), run inside the
+//! re-executed helper process (see [`crate::helper`]).
+//!
+//! The helper is single-threaded, so forking inside `libcontainer` is safe.
+//! The container's init is cloned as a sibling of libcontainer's
+//! intermediate process, i.e. as a child of the helper, so the helper gets
+//! its exact wait status (`Signal(9)` is not confused with `exit 137`).
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::container::Container;
+use libcontainer::syscall::syscall::SyscallType;
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use crate::helper::HELPER_FAILED;
+use crate::ExitStatus;
+
+/// Entry point of the helper: `run <root> <bundle> <id>` or
+/// `delete <root> <id>`. Returns the helper's exit code.
+pub(crate) fn helper_main(args: &[String]) -> i32 {
+    match (args.first().map(String::as_str), args.len()) {
+        (Some("run"), 4) => run(Path::new(&args[1]), Path::new(&args[2]), &args[3]),
+        (Some("delete"), 3) => {
+            delete(Path::new(&args[1]), &args[2]);
+            0
+        }
+        _ => {
+            eprintln!("rbuild embedded runtime: usage: run ROOT BUNDLE ID | delete ROOT ID");
+            HELPER_FAILED
+        }
+    }
+}
+
+fn run(root: &Path, bundle: &Path, id: &str) -> i32 {
+    let status = match run_container(root, bundle, id) {
+        Ok(ExitStatus::Code(c)) => serde_json::json!({ "code": c }),
+        Ok(ExitStatus::Signal(s)) => serde_json::json!({ "signal": s }),
+        Err(e) => serde_json::json!({ "error": e }),
+    };
+    match std::fs::write(bundle.join("status"), status.to_string()) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("rbuild embedded runtime: write status: {e}");
+            HELPER_FAILED
+        }
+    }
+}
+
+/// Force-delete a container if it exists: kill its processes, wait until
+/// its init is dead (bounded), and remove its state.
+fn delete(root: &Path, id: &str) {
+    let dir = root.join(id);
+    if !dir.exists() {
+        return;
+    }
+    if let Ok(mut c) = Container::load(dir.clone()) {
+        let pid = c.pid().map(|p| p.as_raw());
+        let _ = c.delete(true);
+        if let Some(pid) = pid {
+            wait_dead(pid);
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Wait (up to 10 s) until `pid` is gone or a zombie. An init becomes a
+/// zombie only after every other process of its pid namespace has exited.
+fn wait_dead(pid: libc::pid_t) {
+    let stat = PathBuf::from(format!("/proc/{pid}/stat"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let Ok(text) = std::fs::read_to_string(&stat) else {
+            return;
+        };
+        // The state follows the parenthesised command name.
+        let state = text
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next());
+        if matches!(state, Some("Z") | Some("X") | None) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Deletes the container on every path out of [`run_container`].
+struct Guard<'a> {
+    root: &'a Path,
+    id: &'a str,
+}
+
+impl Drop for Guard<'_> {
+    fn drop(&mut self) {
+        delete(self.root, self.id);
+    }
+}
+
+fn run_container(root: &Path, bundle: &Path, id: &str) -> Result<ExitStatus, String> {
+    prepare_network(bundle)?;
+    std::fs::create_dir_all(root).map_err(|e| format!("create state root: {e}"))?;
+    let _guard = Guard { root, id };
+    let mut container = ContainerBuilder::new(id.to_string(), SyscallType::default())
+        .with_root_path(PathBuf::from(root))
+        .map_err(|e| format!("state root: {e}"))?
+        .as_init(bundle)
+        .with_systemd(false)
+        .with_detach(false)
+        .build()
+        .map_err(|e| format!("create container: {e}"))?;
+    container
+        .start()
+        .map_err(|e| format!("start container: {e}"))?;
+    let pid = container
+        .pid()
+        .ok_or_else(|| "container has no init pid".to_string())?;
+    wait(pid.as_raw())
+}
+
+/// Wait for the container's init (a child of this helper).
+fn wait(pid: libc::pid_t) -> Result<ExitStatus, String> {
+    loop {
+        let mut status: libc::c_int = 0;
+        // SAFETY: waitpid(2) with a valid pointer to a local c_int.
+        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if r == pid {
+            if libc::WIFEXITED(status) {
+                return Ok(ExitStatus::Code(libc::WEXITSTATUS(status)));
+            }
+            if libc::WIFSIGNALED(status) {
+                return Ok(ExitStatus::Signal(libc::WTERMSIG(status)));
+            }
+            continue;
+        }
+        let err = std::io::Error::last_os_error();
+        if err.kind() != std::io::ErrorKind::Interrupted {
+            return Err(format!("wait for container init: {err}"));
+        }
+    }
+}
+
+/// `libcontainer` does not bring `lo` up in a new network namespace (runc
+/// does). So the helper enters a fresh network namespace itself, brings `lo`
+/// up, and lets the container inherit it: the namespace entry is dropped
+/// from the bundle's spec.
+fn prepare_network(bundle: &Path) -> Result<(), String> {
+    let config = bundle.join("config.json");
+    let mut spec = Spec::load(&config).map_err(|e| format!("load spec: {e}"))?;
+    let Some(linux) = spec.linux_mut() else {
+        return Ok(());
+    };
+    let Some(namespaces) = linux.namespaces_mut() else {
+        return Ok(());
+    };
+    let before = namespaces.len();
+    namespaces.retain(|ns| !(ns.typ() == LinuxNamespaceType::Network && ns.path().is_none()));
+    if namespaces.len() == before {
+        return Ok(());
+    }
+    // SAFETY: only CLONE_NEWNET, which changes no memory or fd state the
+    // Rust runtime relies on; the helper is single-threaded.
+    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNET) }
+        .map_err(|e| format!("unshare network namespace: {e}"))?;
+    loopback_up().map_err(|e| format!("bring lo up: {e}"))?;
+    spec.save(&config).map_err(|e| format!("save spec: {e}"))
+}
+
+fn loopback_up() -> std::io::Result<()> {
+    // SAFETY: socket(2) with constant arguments; the fd is owned below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor that nothing else owns.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS reads into the ifreq we own.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: after SIOCGIFFLAGS the flags member of the union is the active one.
+    unsafe {
+        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+    }
+    // SAFETY: SIOCSIFFLAGS reads the ifreq we own.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -1,0 +1,156 @@
+//! The re-executed helper process for the embedded runtime.
+//!
+//! `Executor` runs `<helper> __rbuild-embedded-runtime run <root> <bundle>
+//! <id>`; the helper (single-threaded, outside any async runtime) creates and
+//! starts the container with `libcontainer`, waits for its init, deletes it,
+//! and writes the exact wait status to `<bundle>/status` as JSON
+//! (`{"code":N}`, `{"signal":N}` or `{"error":"…"}`).
+
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use crate::bundle::Bundle;
+use crate::output::pump;
+use crate::{CancelToken, Error, ExitStatus, OutputChunk, Result};
+
+/// Hidden first argument that turns a binary into the embedded-runtime
+/// helper (see [`maybe_run_embedded_helper`]).
+pub const HELPER_ARG: &str = "__rbuild-embedded-runtime";
+
+/// Exit code of the helper when it could not run the container.
+pub(crate) const HELPER_FAILED: i32 = 125;
+
+/// Call first thing in `main` of any binary used as the embedded-runtime
+/// helper (the `rbuild` binary). If the process was started as the helper
+/// (first argument [`HELPER_ARG`]), this runs the requested operation and
+/// exits; otherwise it returns and `main` goes on.
+pub fn maybe_run_embedded_helper() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) != Some(HELPER_ARG) {
+        return;
+    }
+    let code = helper_main(&args[2..]);
+    std::process::exit(code);
+}
+
+#[cfg(feature = "embedded-runtime")]
+fn helper_main(args: &[String]) -> i32 {
+    crate::embedded::helper_main(args)
+}
+
+#[cfg(not(feature = "embedded-runtime"))]
+fn helper_main(_args: &[String]) -> i32 {
+    eprintln!("rbuild: the embedded runtime is not compiled in (feature `embedded-runtime`)");
+    HELPER_FAILED
+}
+
+/// Deletes the container through the helper on every path out of [`run`].
+struct DeleteGuard<'a> {
+    helper: &'a Path,
+    root: &'a Path,
+    id: &'a str,
+}
+
+impl DeleteGuard<'_> {
+    fn delete(&self) {
+        let _ = Command::new(self.helper)
+            .arg(HELPER_ARG)
+            .arg("delete")
+            .arg(self.root)
+            .arg(self.id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+impl Drop for DeleteGuard<'_> {
+    fn drop(&mut self) {
+        self.delete();
+    }
+}
+
+/// Run the bundle through the helper and wait for it.
+pub(crate) fn run(
+    helper: &Path,
+    root: &Path,
+    bundle: &Bundle,
+    output: &mut dyn FnMut(OutputChunk),
+    cancel: &CancelToken,
+) -> Result<ExitStatus> {
+    std::fs::create_dir_all(root).map_err(|e| Error::io("create runtime root", e))?;
+    let guard = DeleteGuard {
+        helper,
+        root,
+        id: &bundle.id,
+    };
+    let mut child = Command::new(helper)
+        .arg(HELPER_ARG)
+        .arg("run")
+        .arg(root)
+        .arg(&bundle.dir)
+        .arg(&bundle.id)
+        .current_dir(&bundle.dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| Error::io(format!("spawn embedded-runtime helper {helper:?}"), e))?;
+    let pid = child.id() as libc::pid_t;
+    let pumped = pump(&mut child, output, cancel, &mut || {
+        // Kill the container first (the helper then reaps its init and
+        // exits), then the helper itself in case it was still creating it.
+        guard.delete();
+        // SAFETY: kill(2) with our own child's pid; the child is not reaped
+        // before `pump` returns, so the pid cannot have been reused.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+        }
+    });
+    let pumped = match pumped {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(e);
+        }
+    };
+    drop(guard);
+    if pumped.cancelled {
+        return Err(Error::Cancelled);
+    }
+    read_status(&bundle.dir, pumped.status)
+}
+
+/// Read the helper's status file.
+pub(crate) fn read_status(
+    bundle: &Path,
+    helper_status: std::process::ExitStatus,
+) -> Result<ExitStatus> {
+    let text = std::fs::read_to_string(bundle.join("status")).map_err(|_| Error::Runtime {
+        message: format!(
+            "embedded-runtime helper exited without a status ({})",
+            match helper_status.signal() {
+                Some(s) => format!("signal {s}"),
+                None => format!("code {}", helper_status.code().unwrap_or(-1)),
+            }
+        ),
+    })?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::Runtime {
+        message: format!("bad helper status {text:?}: {e}"),
+    })?;
+    if let Some(c) = v["code"].as_i64() {
+        return Ok(ExitStatus::Code(c as i32));
+    }
+    if let Some(s) = v["signal"].as_i64() {
+        return Ok(ExitStatus::Signal(s as i32));
+    }
+    Err(Error::Runtime {
+        message: v["error"]
+            .as_str()
+            .unwrap_or("unknown helper failure")
+            .to_string(),
+    })
+}
