@@ -1,1 +1,69 @@
-fn main() {}
+//! The `rbuild` command: parses the command line, wires the crates together,
+//! renders progress and maps errors to exit codes. The only crate that prints.
+
+mod build;
+mod cli;
+mod progress;
+mod resolve;
+mod state;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+/// An error already laid out for the terminal: context lines, then a summary.
+#[derive(Debug)]
+pub struct Rendered {
+    /// Lines shown before the summary (output tail, Dockerfile excerpt).
+    pub block: String,
+    /// The one-line summary printed after `ERROR: `.
+    pub summary: String,
+}
+
+impl std::fmt::Display for Rendered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}{}", self.block, self.summary)
+    }
+}
+
+impl std::error::Error for Rendered {}
+
+fn main() -> ExitCode {
+    // The embedded runtime re-executes this binary as its sandbox helper.
+    rbuild_exec::maybe_run_embedded_helper();
+
+    let args = cli::normalize_args(std::env::args().collect());
+    let cli = match cli::Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+
+    let result = match &cli.command {
+        cli::Command::Build(b) => build::run(&cli, b),
+        cli::Command::Debug(d) => build::debug(&cli, d),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if let Some(r) = e.downcast_ref::<Rendered>() {
+                eprint!("{}", r.block);
+                eprintln!("ERROR: {}", r.summary);
+            } else {
+                eprintln!("ERROR: {e:#}");
+            }
+            ExitCode::from(1)
+        }
+    }
+}

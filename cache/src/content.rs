@@ -48,8 +48,9 @@ pub struct ContentStore {
 }
 
 impl ContentStore {
-    /// Open (creating if needed) a store under `root`, removing leftovers of
-    /// interrupted ingests.
+    /// Open (creating if needed) a store under `root`. Leftovers of
+    /// interrupted ingests are never visible as blobs; remove them with
+    /// [`ContentStore::clean_ingest`] when no other process is writing.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
         let root = root.into();
         let blobs = root.join("blobs/sha256");
@@ -137,7 +138,11 @@ impl ContentStore {
     }
 
     /// Copy `reader` into the store, verifying against `expected` if given.
-    pub fn ingest(&self, reader: &mut dyn Read, expected: Option<(&Digest, u64)>) -> Result<(Digest, u64)> {
+    pub fn ingest(
+        &self,
+        reader: &mut dyn Read,
+        expected: Option<(&Digest, u64)>,
+    ) -> Result<(Digest, u64)> {
         let mut w = self.writer()?;
         io::copy(reader, &mut w).at(self.root())?;
         w.commit(expected)
@@ -256,6 +261,11 @@ mod tests {
             .expect_err("mismatch");
         assert!(matches!(err, Error::DigestMismatch { .. }));
         assert_eq!(s.list().expect("list"), vec![d]);
-        assert_eq!(fs::read_dir(dir.path().join("ingest")).expect("ingest").count(), 0);
+        assert_eq!(
+            fs::read_dir(dir.path().join("ingest"))
+                .expect("ingest")
+                .count(),
+            0
+        );
     }
 }

@@ -1,1 +1,180 @@
-//! rbuild-frontend (to be written).
+//! rbuild-frontend: Dockerfile → [`rbuild_graph::BuildGraph`] + image config,
+//! matching BuildKit's `dockerfile2llb` behaviour.
+//!
+//! Pipeline (each stage its own module):
+//! 1. [`parser`]: physical lines → [`parser::Node`]s (directives, escape,
+//!    continuations, JSON/shell form, flags, heredocs). [`dump_ast`] renders
+//!    BuildKit's AST dump format.
+//! 2. [`instructions`]: nodes → typed stages with validated flags.
+//! 3. [`shell`]: the shell-word lexer used to expand `$VAR`s per instruction,
+//!    with the environment as it was *before* that instruction.
+//! 4. `convert` (private): only the stages the target needs are lowered, in
+//!    dependency order, into graph vertices; the image config (with BuildKit's
+//!    history strings) is computed alongside.
+//!
+//! Key types: [`BuildOptions`], [`ImageResolver`], [`LoweredBuild`],
+//! [`FrontendError`] (one or more [`Diagnostic`]s, `Dockerfile:LINE:COL`).
+//!
+//! Invariants:
+//! - The frontend performs no IO: base image configs come from the caller's
+//!   [`ImageResolver`], called once per distinct (reference, platform) and
+//!   only for stages the target needs.
+//! - Names, source positions and stage labels go to
+//!   [`rbuild_graph::VertexMeta`], never into ops, so they never change a
+//!   digest. Proxy build args go to `ExecMeta::proxy_env` only (unless
+//!   declared with `ARG`).
+//! - Errors never panic on input: every input-derived failure is a
+//!   [`Diagnostic`].
+//!
+//! Design choice and its cost: the parser mirrors BuildKit's two-layer design
+//! (untyped nodes, then typed instructions) so that `dump_ast` can reproduce
+//! BuildKit's dumps byte for byte; the cost is a second pass over the nodes.
+
+#![deny(missing_docs)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::field_reassign_with_default))]
+
+mod convert;
+mod debug;
+pub mod error;
+pub mod instructions;
+pub mod parser;
+pub mod shell;
+
+pub use debug::{graph_to_dot, graph_to_json};
+pub use error::{Diagnostic, ErrorKind, FrontendError};
+
+use error::Reporter;
+use std::collections::BTreeMap;
+
+/// Options of one build.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BuildOptions {
+    /// File name for messages, e.g. `Dockerfile`.
+    pub dockerfile_name: String,
+    /// `--target` stage name (default: the last stage).
+    pub target: Option<String>,
+    /// `--build-arg`s.
+    pub build_args: BTreeMap<String, String>,
+    /// Platform of the built image.
+    pub target_platform: rbuild_graph::Platform,
+    /// Platform of the builder.
+    pub build_platform: rbuild_graph::Platform,
+    /// `--label`s added to the final image config.
+    pub labels: BTreeMap<String, String>,
+    /// Name of the main context's Local source (`context`).
+    pub context_name: String,
+    /// `--build-context name=value`: `docker-image://ref` becomes an image
+    /// source, anything else a Local source named `context:<name>`.
+    pub named_contexts: BTreeMap<String, String>,
+    /// Stages (by name or index; `*` for all) whose vertices ignore the cache.
+    pub no_cache_filter: Vec<String>,
+}
+
+impl Default for BuildOptions {
+    fn default() -> Self {
+        BuildOptions {
+            dockerfile_name: "Dockerfile".into(),
+            target: None,
+            build_args: BTreeMap::new(),
+            target_platform: rbuild_graph::Platform::host(),
+            build_platform: rbuild_graph::Platform::host(),
+            labels: BTreeMap::new(),
+            context_name: "context".into(),
+            named_contexts: BTreeMap::new(),
+            no_cache_filter: Vec::new(),
+        }
+    }
+}
+
+/// A resolved base image.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResolvedImage {
+    /// Normalized, digest-pinned reference (used as `ImageSource.reference`).
+    pub reference: String,
+    /// The image config.
+    pub config: rbuild_graph::ImageConfig,
+}
+
+/// Looks up image configs (the registry lives outside the frontend).
+pub trait ImageResolver {
+    /// Resolve `reference` (the FROM string as written, expanded) for `platform`.
+    fn resolve(
+        &self,
+        reference: &str,
+        platform: &rbuild_graph::Platform,
+    ) -> Result<ResolvedImage, String>;
+}
+
+/// The result of lowering a Dockerfile.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoweredBuild {
+    /// The graph (only what the target needs).
+    pub graph: rbuild_graph::BuildGraph,
+    /// The vertex whose output is the final rootfs.
+    pub root: rbuild_graph::Digest,
+    /// Full image config of the target stage, history included.
+    pub config: rbuild_graph::ImageConfig,
+    /// One per `config.history` entry: for a layer entry added by this build,
+    /// the vertex whose output is the rootfs right after it; `None` for empty
+    /// layers and for entries inherited from the base image.
+    pub layer_vertices: Vec<Option<rbuild_graph::Digest>>,
+    /// Non-fatal findings.
+    pub warnings: Vec<Diagnostic>,
+}
+
+fn parse_all(dockerfile: &str, file: &str) -> Result<parser::Ast, FrontendError> {
+    let rep = Reporter::new(file, dockerfile);
+    parser::parse(dockerfile).map_err(|errs| {
+        let diags = errs
+            .into_iter()
+            .map(|e| {
+                if e.line == 0 {
+                    Diagnostic {
+                        file: file.to_string(),
+                        line: 0,
+                        col: 0,
+                        message: e.message,
+                        source_line: String::new(),
+                    }
+                } else {
+                    rep.at_line(e.line, e.message)
+                }
+            })
+            .collect();
+        FrontendError::many(ErrorKind::Syntax, diags)
+    })
+}
+
+/// Parse, validate and lower a Dockerfile.
+pub fn build(
+    dockerfile: &str,
+    opts: &BuildOptions,
+    resolver: &dyn ImageResolver,
+) -> Result<LoweredBuild, FrontendError> {
+    let file = opts.dockerfile_name.as_str();
+    let ast = parse_all(dockerfile, file)?;
+    let rep = Reporter::new(file, dockerfile);
+    let warnings: Vec<Diagnostic> = ast
+        .warnings
+        .iter()
+        .map(|w| rep.at_line(w.line, w.message.clone()))
+        .collect();
+    let stages = instructions::parse_stages(&ast.nodes).map_err(|errs| {
+        let diags = errs
+            .into_iter()
+            .map(|e| rep.at_text(e.line, &e.needle, e.message))
+            .collect();
+        FrontendError::many(ErrorKind::Syntax, diags)
+    })?;
+    convert::lower(&stages, ast.escape, dockerfile, opts, resolver, warnings)
+}
+
+/// BuildKit's AST dump of a Dockerfile (`(from "alpine")` per line, no
+/// trailing newline).
+pub fn dump_ast(dockerfile: &str) -> Result<String, FrontendError> {
+    let ast = parse_all(dockerfile, "Dockerfile")?;
+    Ok(parser::dump_ast(&ast))
+}
+
+#[cfg(test)]
+mod tests;

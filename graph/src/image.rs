@@ -117,4 +117,3 @@ pub struct ImageConfig {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<HistoryEntry>,
 }
-

@@ -78,7 +78,10 @@ fn metadata_and_proxy_env_do_not_change_digest() {
 fn canonical_bytes_have_sorted_keys() {
     let (g, run) = small_graph();
     let s = String::from_utf8(g.vertices[&run].canonical_bytes()).expect("utf8");
-    assert!(s.starts_with(r#"{"inputs":[{"output":0,"vertex":"sha256:"#), "{s}");
+    assert!(
+        s.starts_with(r#"{"inputs":[{"output":0,"vertex":"sha256:"#),
+        "{s}"
+    );
     assert!(!s.contains("proxy_env"));
 }
 
@@ -100,12 +103,16 @@ fn digest_parse_round_trip_and_errors() {
     );
     assert_eq!(d.to_string().parse::<Digest>().expect("parse"), d);
     assert!("sha256:abc".parse::<Digest>().is_err());
-    assert!("md5:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        .parse::<Digest>()
-        .is_err());
-    assert!("sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855"
-        .parse::<Digest>()
-        .is_err());
+    assert!(
+        "md5:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+            .parse::<Digest>()
+            .is_err()
+    );
+    assert!(
+        "sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855"
+            .parse::<Digest>()
+            .is_err()
+    );
 }
 
 #[test]

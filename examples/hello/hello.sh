@@ -1,0 +1,2 @@
+#!/bin/sh
+echo "$GREETING, $TARGET! ($(cat /app/build-info))"

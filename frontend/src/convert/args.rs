@@ -1,0 +1,114 @@
+//! Build arguments: global scope, automatic platform args, proxy args.
+
+use super::Ctx;
+use crate::error::FrontendError;
+use crate::instructions::{Command, Instruction};
+use crate::shell::Lexer;
+use rbuild_graph::Platform;
+use std::collections::BTreeMap;
+
+/// Proxy build args usable without `ARG`.
+pub const PROXY_ARGS: &[&str] = &[
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "FTP_PROXY",
+    "ftp_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+];
+
+/// Global (pre-FROM) args: name → value ("" for declared without value).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ArgScope {
+    pub map: BTreeMap<String, String>,
+}
+
+/// The automatic platform args.
+pub(crate) fn platform_args(target: &Platform, build: &Platform) -> Vec<(String, String)> {
+    let mut v = Vec::new();
+    for (pre, p) in [("TARGET", target), ("BUILD", build)] {
+        v.push((format!("{pre}PLATFORM"), p.to_string()));
+        v.push((format!("{pre}OS"), p.os.clone()));
+        v.push((format!("{pre}ARCH"), p.architecture.clone()));
+        v.push((
+            format!("{pre}VARIANT"),
+            p.variant.clone().unwrap_or_default(),
+        ));
+    }
+    v
+}
+
+/// Expand the ARGs before the first FROM, with build-arg overrides.
+pub(crate) fn global_scope(
+    ctx: &mut Ctx<'_>,
+    meta: &[Command],
+    target_stage: &str,
+) -> Result<ArgScope, FrontendError> {
+    let mut scope = ArgScope::default();
+    for (k, v) in platform_args(&ctx.opts.target_platform, &ctx.opts.build_platform) {
+        scope.map.insert(k, v);
+    }
+    scope
+        .map
+        .insert("TARGETSTAGE".into(), target_stage.to_string());
+    let lex = Lexer::new(ctx.escape);
+    for cmd in meta {
+        let Instruction::Arg(decls) = &cmd.inst else {
+            continue;
+        };
+        for d in decls {
+            ctx.used_args.insert(d.key.clone());
+            let value = match (ctx.opts.build_args.get(&d.key), &d.value) {
+                (Some(v), _) => v.clone(),
+                (None, Some(def)) => lex.process_word(def, &scope.map).map_err(|e| {
+                    FrontendError::single(ctx.diag(cmd.node.start_line, "", e.to_string()))
+                })?,
+                (None, None) => String::new(),
+            };
+            scope.map.insert(d.key.clone(), value);
+        }
+    }
+    Ok(scope)
+}
+
+/// Warn about build args nobody declared.
+pub(crate) fn unused_build_args(ctx: &mut Ctx<'_>) {
+    let unused: Vec<&str> = ctx
+        .opts
+        .build_args
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !ctx.used_args.contains(*k) && !PROXY_ARGS.contains(k))
+        .filter(|k| !k.starts_with("BUILDKIT_"))
+        .collect();
+    if !unused.is_empty() {
+        let msg = format!(
+            "One or more build-args [{}] were not consumed",
+            unused.join(" ")
+        );
+        ctx.warnings.push(crate::Diagnostic {
+            file: ctx.opts.dockerfile_name.clone(),
+            line: 0,
+            col: 0,
+            message: msg,
+            source_line: String::new(),
+        });
+    }
+}
+
+/// Proxy env for RUN: every proxy build arg given.
+pub(crate) fn proxy_env(ctx: &Ctx<'_>) -> Vec<(String, String)> {
+    PROXY_ARGS
+        .iter()
+        .filter_map(|k| {
+            ctx.opts
+                .build_args
+                .get(*k)
+                .map(|v| (k.to_string(), v.clone()))
+        })
+        .collect()
+}

@@ -1,0 +1,629 @@
+//! Per-stage and per-instruction lowering (everything but RUN and COPY/ADD).
+
+use super::values::{health_history, parse_ports, valid_signal};
+use super::{args, copy, is_step, run, util, Ctx, StageState, DEFAULT_PATH, HISTORY_COMMENT};
+use crate::error::{Diagnostic, FrontendError};
+use crate::instructions::{parse_instruction, Command, Instruction, KeyValue};
+use crate::shell::Lexer;
+use rbuild_graph::{
+    Digest, Empty, FileAction, FileOp, HealthConfig, HistoryEntry, ImageConfig, Input, InputIndex,
+    MkdirAction, Op, Platform, SourceOp, VertexMeta,
+};
+use std::collections::BTreeMap;
+
+/// Where a `--from` / `FROM` / `from=` reference points.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum FromRef {
+    /// Another stage, by index.
+    Stage(usize),
+    /// A `--build-context` name.
+    Named(String),
+    /// An image reference.
+    Image(String),
+}
+
+fn err1(d: Diagnostic) -> FrontendError {
+    FrontendError::single(d)
+}
+
+/// Resolve a `--from` value (expanded with the global args). `current` is the
+/// stage making the reference.
+pub(crate) fn resolve_from(
+    ctx: &Ctx<'_>,
+    current: usize,
+    raw: &str,
+    line: usize,
+) -> Result<FromRef, FrontendError> {
+    let v = Lexer::new(ctx.escape)
+        .process_word(raw, &ctx.global.map)
+        .map_err(|e| err1(ctx.diag(line, raw, e.to_string())))?;
+    if v.is_empty() {
+        return Err(err1(ctx.diag(
+            line,
+            raw,
+            format!("invalid from flag value {raw:?}"),
+        )));
+    }
+    if let Ok(idx) = v.parse::<usize>() {
+        if idx >= ctx.stages.len() {
+            return Err(err1(ctx.diag(
+                line,
+                raw,
+                format!("invalid stage index {idx}"),
+            )));
+        }
+        if idx == current {
+            let name = ctx.stages[idx]
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("stage-{idx}"));
+            return Err(err1(ctx.diag(
+                line,
+                raw,
+                format!("circular dependency detected on stage: {name}"),
+            )));
+        }
+        return Ok(FromRef::Stage(idx));
+    }
+    if let Some(i) = super::find_stage(ctx.stages, &v) {
+        if i == current {
+            return Err(err1(ctx.diag(
+                line,
+                raw,
+                format!(
+                    "circular dependency detected on stage: {}",
+                    v.to_lowercase()
+                ),
+            )));
+        }
+        return Ok(FromRef::Stage(i));
+    }
+    if ctx.named_context_value(&v).is_some() {
+        return Ok(FromRef::Named(v));
+    }
+    Ok(FromRef::Image(v))
+}
+
+/// The base of a stage: an earlier stage by name, a named context, an image.
+fn resolve_base(ctx: &Ctx<'_>, i: usize) -> Result<FromRef, FrontendError> {
+    let s = &ctx.stages[i];
+    let line = s.node.start_line;
+    let base = Lexer::new(ctx.escape)
+        .process_word(&s.base, &ctx.global.map)
+        .map_err(|e| err1(ctx.diag(line, &s.base, e.to_string())))?;
+    if base.is_empty() {
+        return Err(err1(ctx.diag(
+            line,
+            "",
+            format!("base name ({}) should not be blank", s.base),
+        )));
+    }
+    if let Some(j) = super::find_stage(&ctx.stages[..i], &base) {
+        return Ok(FromRef::Stage(j));
+    }
+    if ctx.named_context_value(&base).is_some() {
+        return Ok(FromRef::Named(base));
+    }
+    Ok(FromRef::Image(base))
+}
+
+/// Stage dependencies (FROM, COPY --from, RUN --mount from=).
+pub(crate) fn stage_deps(ctx: &mut Ctx<'_>) -> Result<Vec<Vec<usize>>, FrontendError> {
+    let mut deps = vec![Vec::new(); ctx.stages.len()];
+    for (i, s) in ctx.stages.iter().enumerate() {
+        if s.name
+            .as_deref()
+            .is_some_and(|n| ctx.named_context_value(n).is_some())
+        {
+            continue;
+        }
+        if let FromRef::Stage(j) = resolve_base(ctx, i)? {
+            deps[i].push(j);
+        }
+        for c in &s.commands {
+            let line = c.node.start_line;
+            let froms: Vec<String> = match &c.inst {
+                Instruction::Copy(cp) => cp.from.iter().cloned().collect(),
+                Instruction::Run(r) => r.mounts.iter().filter_map(|m| run::mount_from(m)).collect(),
+                _ => Vec::new(),
+            };
+            for f in froms {
+                if let FromRef::Stage(j) = resolve_from(ctx, i, &f, line)? {
+                    deps[i].push(j);
+                }
+            }
+        }
+    }
+    Ok(deps)
+}
+
+/// The config BuildKit starts `FROM scratch` with.
+fn empty_image(p: &Platform) -> ImageConfig {
+    let mut img = ImageConfig {
+        architecture: p.architecture.clone(),
+        os: p.os.clone(),
+        variant: p.variant.clone(),
+        ..ImageConfig::default()
+    };
+    img.config.working_dir = Some("/".into());
+    img.config.env = Some(vec![format!("PATH={DEFAULT_PATH}")]);
+    img
+}
+
+fn scratch_vertex(ctx: &mut Ctx<'_>) -> Digest {
+    ctx.graph.add(
+        Op::Source(SourceOp::Scratch),
+        Vec::new(),
+        VertexMeta::default(),
+    )
+}
+
+/// How many ONBUILD triggers of `img` produce a vertex.
+fn trigger_steps(img: &ImageConfig) -> usize {
+    img.config
+        .on_build
+        .iter()
+        .flatten()
+        .filter(|t| {
+            let w = t
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .to_ascii_uppercase();
+            matches!(w.as_str(), "RUN" | "COPY" | "ADD" | "WORKDIR")
+        })
+        .count()
+}
+
+/// Lower one stage (its dependencies are already lowered).
+pub(crate) fn dispatch_stage(ctx: &mut Ctx<'_>, i: usize) -> Result<StageState, FrontendError> {
+    let stages = ctx.stages;
+    let stage = &stages[i];
+    let line = stage.node.start_line;
+    let label = stage.name.clone().unwrap_or_else(|| format!("stage-{i}"));
+    let platform = match &stage.platform {
+        None => ctx.opts.target_platform.clone(),
+        Some(p) => {
+            let v = Lexer::new(ctx.escape)
+                .process_word(p, &ctx.global.map)
+                .map_err(|e| err1(ctx.diag(line, p, e.to_string())))?;
+            Platform::parse(&v)
+                .ok_or_else(|| err1(ctx.diag(line, p, format!("failed to parse platform {v}"))))?
+        }
+    };
+    let filter = &ctx.opts.no_cache_filter;
+    let ignore_cache = filter
+        .iter()
+        .any(|f| f == "*" || *f == label || f == &i.to_string());
+    let mut st = StageState {
+        index: i,
+        label: label.clone(),
+        root: Digest::sha256_of(b""),
+        image: ImageConfig::default(),
+        env: Vec::new(),
+        build_args: Vec::new(),
+        cwd: "/".into(),
+        user: String::new(),
+        shell: Vec::new(),
+        platform: platform.clone(),
+        cmd_index: 0,
+        cmd_total: 0,
+        ignore_cache,
+        layers: Vec::new(),
+        base_history: 0,
+        cmd_set_flag: false,
+        name_prefix: if stages.len() == 1 {
+            String::new()
+        } else {
+            label.clone()
+        },
+        on_build: false,
+    };
+    // `--build-context <stage>=…` replaces the whole stage.
+    if let Some(name) = stage.name.as_deref() {
+        if ctx.named_context_value(name).is_some() {
+            let Some((d, cfg)) = ctx.named_context(name, &platform, line)? else {
+                return Err(err1(ctx.diag(
+                    line,
+                    "",
+                    format!("unknown build context {name}"),
+                )));
+            };
+            st.root = d;
+            st.image = cfg.unwrap_or_else(|| empty_image(&platform));
+            return Ok(st);
+        }
+    }
+    let base = resolve_base(ctx, i)?;
+    st.cmd_total = usize::from(
+        !matches!(&base, FromRef::Stage(_))
+            && !matches!(&base, FromRef::Image(b) if b == "scratch"),
+    ) + stage.commands.iter().filter(|c| is_step(&c.inst)).count();
+    let mut inherited = false;
+    match &base {
+        FromRef::Stage(j) => {
+            let Some(b) = ctx.states[*j].as_ref() else {
+                return Err(err1(ctx.diag(line, "", "internal: base stage not lowered")));
+            };
+            // The base stage's whole state (env incl. ARG values, dir, user,
+            // shell, declared ARGs) carries over, as in BuildKit.
+            st.image = b.image.clone();
+            st.cmd_total += trigger_steps(&st.image);
+            st.root = b.root.clone();
+            st.platform = b.platform.clone();
+            st.env = b.env.clone();
+            st.build_args = b.build_args.clone();
+            st.cwd = b.cwd.clone();
+            st.user = b.user.clone();
+            st.shell = b.shell.clone();
+            inherited = true;
+        }
+        FromRef::Image(b) if b == "scratch" => {
+            st.image = empty_image(&platform);
+            st.root = scratch_vertex(ctx);
+        }
+        FromRef::Image(b) => {
+            let r = ctx.resolve(b, &platform, line)?;
+            st.cmd_total += trigger_steps(&r.config);
+            let h = &r.config.history;
+            if !h.is_empty() && h.iter().all(|e| e.empty_layer) {
+                // An image without layers is lowered like scratch.
+                st.root = scratch_vertex(ctx);
+            } else {
+                let meta = ctx.step_meta(
+                    &mut st,
+                    &format!("FROM {}", r.reference),
+                    (line, stage.node.end_line),
+                );
+                st.root = ctx.image_vertex(&r, &platform, meta.name.clone());
+                if let Some(m) = ctx.graph.meta.get_mut(&st.root) {
+                    if m.location.is_none() {
+                        *m = meta;
+                    }
+                }
+            }
+            st.image = r.config;
+            st.image.created = None;
+        }
+        FromRef::Named(n) => {
+            let n = n.clone();
+            let Some((d, cfg)) = ctx.named_context(&n, &platform, line)? else {
+                return Err(err1(ctx.diag(
+                    line,
+                    "",
+                    format!("unknown build context {n}"),
+                )));
+            };
+            st.root = d;
+            st.image = cfg.unwrap_or_else(|| empty_image(&platform));
+        }
+    }
+    if st.image.architecture.is_empty() {
+        st.image.architecture = st.platform.architecture.clone();
+        st.image.os = st.platform.os.clone();
+        st.image.variant = st.platform.variant.clone();
+    }
+    if !inherited {
+        let env = st.image.config.env.get_or_insert_with(Vec::new);
+        if !env.iter().any(|e| e.split('=').next() == Some("PATH")) {
+            env.push(format!("PATH={DEFAULT_PATH}"));
+        }
+        for e in env.clone() {
+            let (k, v) = e.split_once('=').unwrap_or((e.as_str(), ""));
+            st.set_env(k, v);
+        }
+        if let Some(wd) = st
+            .image
+            .config
+            .working_dir
+            .as_deref()
+            .filter(|w| !w.is_empty())
+        {
+            st.cwd = util::resolve_path("/", wd);
+        }
+        st.user = st.image.config.user.clone().unwrap_or_default();
+        st.shell = st
+            .image
+            .config
+            .shell
+            .clone()
+            .unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()]);
+    }
+    st.base_history = st.image.history.len();
+    // ONBUILD triggers of the base run first.
+    let mut commands: Vec<Command> = Vec::new();
+    let onbuild_src = st.image.config.on_build.take().unwrap_or_default();
+    for trig in &onbuild_src {
+        let ast = crate::parser::parse(trig).map_err(|e| {
+            err1(ctx.diag(
+                line,
+                "",
+                format!(
+                    "failed to parse onbuild trigger {trig:?}: {}",
+                    e.first().map(|x| x.message.as_str()).unwrap_or("")
+                ),
+            ))
+        })?;
+        if ast.nodes.len() != 1 {
+            return Err(err1(ctx.diag(
+                line,
+                "",
+                "onbuild trigger should be a single expression",
+            )));
+        }
+        for mut n in ast.nodes {
+            n.start_line = line;
+            n.end_line = stage.node.end_line;
+            let inst = parse_instruction(&n).map_err(|e| err1(ctx.diag(line, "", e.message)))?;
+            commands.push(Command { inst, node: n });
+        }
+    }
+    st.on_build = true;
+    for c in &commands {
+        dispatch_command(ctx, &mut st, c)?;
+    }
+    st.on_build = false;
+    for c in &stage.commands {
+        dispatch_command(ctx, &mut st, c)?;
+    }
+    Ok(st)
+}
+
+/// Add a history entry.
+pub(crate) fn commit(st: &mut StageState, msg: String, layer: bool) {
+    st.image.history.push(HistoryEntry {
+        created: None,
+        created_by: Some(msg),
+        comment: Some(HISTORY_COMMENT.into()),
+        empty_layer: !layer,
+    });
+    st.layers.push(layer.then(|| st.root.clone()));
+}
+
+/// Expand one word with the stage env.
+pub(crate) fn expand(
+    ctx: &Ctx<'_>,
+    st: &StageState,
+    word: &str,
+    line: usize,
+) -> Result<String, FrontendError> {
+    Lexer::new(ctx.escape)
+        .process_word(word, &st.env)
+        .map_err(|e| err1(ctx.diag(line, word, e.to_string())))
+}
+
+fn expand_kvs(
+    ctx: &Ctx<'_>,
+    st: &StageState,
+    kvs: &[KeyValue],
+    line: usize,
+) -> Result<Vec<(String, String)>, FrontendError> {
+    kvs.iter()
+        .map(|kv| {
+            Ok((
+                expand(ctx, st, &kv.key, line)?,
+                expand(ctx, st, &kv.value, line)?,
+            ))
+        })
+        .collect()
+}
+
+fn with_shell(st: &StageState, cmd: &crate::instructions::CmdLine) -> Vec<String> {
+    if cmd.shell_form {
+        st.shell
+            .iter()
+            .cloned()
+            .chain(cmd.args.iter().cloned())
+            .collect()
+    } else {
+        cmd.args.clone()
+    }
+}
+
+fn dispatch_command(
+    ctx: &mut Ctx<'_>,
+    st: &mut StageState,
+    c: &Command,
+) -> Result<(), FrontendError> {
+    let line = c.node.start_line;
+    match &c.inst {
+        Instruction::Env(kvs) => {
+            let pairs = expand_kvs(ctx, st, kvs, line)?;
+            let mut msg = String::from("ENV");
+            for (k, v) in &pairs {
+                msg.push_str(&format!(" {k}={v}"));
+                st.set_env(k, v);
+                let env = st.image.config.env.get_or_insert_with(Vec::new);
+                let entry = format!("{k}={v}");
+                match env
+                    .iter_mut()
+                    .find(|e| e.split_once('=').map(|x| x.0).unwrap_or(e) == k)
+                {
+                    Some(e) => *e = entry,
+                    None => env.push(entry),
+                }
+            }
+            commit(st, msg, false);
+        }
+        Instruction::Label(kvs) => {
+            let pairs = expand_kvs(ctx, st, kvs, line)?;
+            let mut msg = String::from("LABEL");
+            let labels = st.image.config.labels.get_or_insert_with(BTreeMap::new);
+            for (k, v) in pairs {
+                msg.push_str(&format!(" {k}={v}"));
+                labels.insert(k, v);
+            }
+            commit(st, msg, false);
+        }
+        Instruction::Arg(decls) => {
+            let mut parts = Vec::new();
+            for d in decls {
+                ctx.used_args.insert(d.key.clone());
+                let value = if let Some(v) = ctx.opts.build_args.get(&d.key) {
+                    Some(v.clone())
+                } else if let Some(def) = &d.value {
+                    Some(expand(ctx, st, def, line)?)
+                } else {
+                    ctx.global.map.get(&d.key).cloned()
+                };
+                if let Some(v) = &value {
+                    st.set_env(&d.key, v);
+                }
+                match st.build_args.iter_mut().find(|(k, _)| *k == d.key) {
+                    Some(e) => e.1 = value.clone(),
+                    None => st.build_args.push((d.key.clone(), value.clone())),
+                }
+                parts.push(match &value {
+                    Some(v) => format!("{}={v}", d.key),
+                    None => d.key.clone(),
+                });
+            }
+            commit(st, format!("ARG {}", parts.join(" ")), false);
+        }
+        Instruction::Expose(ports) => {
+            let mut ps = Vec::new();
+            for p in ports {
+                let words = Lexer::new(ctx.escape)
+                    .process_words(p, &st.env)
+                    .map_err(|e| err1(ctx.diag(line, p, e.to_string())))?;
+                for w in words {
+                    ps.extend(parse_ports(&w).map_err(|e| err1(ctx.diag(line, p, e)))?);
+                }
+            }
+            let exposed = st
+                .image
+                .config
+                .exposed_ports
+                .get_or_insert_with(BTreeMap::new);
+            for p in &ps {
+                exposed.insert(p.clone(), Empty {});
+            }
+            commit(st, format!("EXPOSE {}", util::go_list(&ps)), false);
+        }
+        Instruction::Volume(vols) => {
+            let mut out = Vec::new();
+            for v in vols {
+                let v = expand(ctx, st, v, line)?;
+                if v.is_empty() {
+                    return Err(err1(ctx.diag(
+                        line,
+                        "",
+                        "VOLUME specified can not be an empty string",
+                    )));
+                }
+                out.push(v);
+            }
+            let map = st.image.config.volumes.get_or_insert_with(BTreeMap::new);
+            for v in &out {
+                map.insert(v.clone(), Empty {});
+            }
+            commit(st, format!("VOLUME {}", util::go_list(&out)), false);
+        }
+        Instruction::User(u) => {
+            let u = expand(ctx, st, u, line)?;
+            st.user = u.clone();
+            st.image.config.user = Some(u.clone());
+            commit(st, format!("USER {u}"), false);
+        }
+        Instruction::Workdir(w) => {
+            let w = expand(ctx, st, w, line)?;
+            if w.is_empty() {
+                return Err(err1(ctx.diag(line, "", "cannot normalize nothing")));
+            }
+            let wd = util::resolve_path(&st.cwd, &w);
+            st.cwd = wd.clone();
+            st.image.config.working_dir = Some(wd.clone());
+            let layer = wd != "/";
+            if layer {
+                let text = run::display_text(ctx, st, &c.node);
+                let meta = ctx.step_meta(st, &text, (line, c.node.end_line));
+                st.root = ctx.graph.add(
+                    Op::File(FileOp {
+                        base: Some(InputIndex(0)),
+                        actions: vec![FileAction::Mkdir(MkdirAction {
+                            path: wd.clone(),
+                            mode: 0o755,
+                            make_parents: true,
+                            owner: util::parse_chown(&st.user),
+                        })],
+                    }),
+                    vec![Input {
+                        vertex: st.root.clone(),
+                        output: 0,
+                    }],
+                    meta,
+                );
+            }
+            commit(st, format!("WORKDIR {wd}"), layer);
+        }
+        Instruction::StopSignal(s) => {
+            let s = expand(ctx, st, s, line)?;
+            if !valid_signal(&s) {
+                return Err(err1(ctx.diag(line, "", format!("Invalid signal: {s}"))));
+            }
+            st.image.config.stop_signal = Some(s.clone());
+            commit(st, format!("STOPSIGNAL {s}"), false);
+        }
+        Instruction::Maintainer(m) => commit(st, format!("MAINTAINER {m}"), false),
+        Instruction::Onbuild(expr) => {
+            st.image
+                .config
+                .on_build
+                .get_or_insert_with(Vec::new)
+                .push(expr.clone());
+        }
+        Instruction::Healthcheck(h) => {
+            let nz = |v: i64| (v != 0).then_some(v);
+            st.image.config.healthcheck = Some(HealthConfig {
+                test: Some(h.test.clone()),
+                interval: nz(h.interval),
+                timeout: nz(h.timeout),
+                start_period: nz(h.start_period),
+                start_interval: nz(h.start_interval),
+                retries: nz(h.retries),
+            });
+            commit(st, health_history(h), false);
+        }
+        Instruction::Shell(sh) => {
+            st.shell = sh.clone();
+            st.image.config.shell = Some(sh.clone());
+            commit(st, format!("SHELL {}", util::go_list(sh)), false);
+        }
+        Instruction::Cmd(cl) => {
+            let args = with_shell(st, cl);
+            commit(st, format!("CMD {}", util::go_quote_list(&args)), false);
+            st.image.config.cmd = Some(args);
+            st.image.config.args_escaped = Some(true);
+            st.cmd_set();
+        }
+        Instruction::Entrypoint(cl) => {
+            let args = with_shell(st, cl);
+            commit(
+                st,
+                format!("ENTRYPOINT {}", util::go_quote_list(&args)),
+                false,
+            );
+            st.image.config.entrypoint = Some(args);
+            if !st.cmd_was_set() {
+                st.image.config.cmd = None;
+            }
+        }
+        Instruction::Run(r) => run::dispatch_run(ctx, st, r, &c.node)?,
+        Instruction::Copy(cp) => copy::dispatch_copy(ctx, st, cp, &c.node)?,
+    }
+    Ok(())
+}
+
+impl StageState {
+    fn cmd_set(&mut self) {
+        self.cmd_set_flag = true;
+    }
+    fn cmd_was_set(&self) -> bool {
+        self.cmd_set_flag
+    }
+}
+
+/// Expose for RUN/COPY: proxy env.
+pub(crate) fn proxy_env(ctx: &Ctx<'_>) -> Vec<(String, String)> {
+    args::proxy_env(ctx)
+}

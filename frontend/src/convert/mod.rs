@@ -1,0 +1,394 @@
+//! Lowering: typed stages → [`BuildGraph`] + image config (BuildKit's
+//! `dockerfile2llb`).
+//!
+//! Only stages the target needs are lowered, in dependency order; base image
+//! configs are resolved once per distinct (reference, platform).
+
+mod args;
+mod copy;
+mod dispatch;
+mod run;
+pub(crate) mod util;
+mod values;
+
+use crate::error::{Diagnostic, ErrorKind, FrontendError, Reporter};
+use crate::instructions::{Instruction, Stage, Stages};
+use crate::{BuildOptions, ImageResolver, LoweredBuild, ResolvedImage};
+use args::ArgScope;
+use rbuild_graph::{
+    BuildGraph, Digest, ImageConfig, ImageSource, LocalSource, Op, Platform, SourceLocation,
+    SourceOp, VertexMeta,
+};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Default `PATH` BuildKit adds when an image has none.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// History comment BuildKit writes.
+pub const HISTORY_COMMENT: &str = "buildkit.dockerfile.v0";
+
+/// The lowering state of one stage.
+#[derive(Clone, Debug)]
+pub(crate) struct StageState {
+    pub index: usize,
+    pub label: String,
+    pub root: Digest,
+    pub image: ImageConfig,
+    /// Exec env: ENV and ARG values, insertion order, replace in place.
+    pub env: Vec<(String, String)>,
+    /// ARGs declared in the stage, for RUN history.
+    pub build_args: Vec<(String, Option<String>)>,
+    pub cwd: String,
+    pub user: String,
+    pub shell: Vec<String>,
+    pub platform: Platform,
+    pub cmd_index: usize,
+    pub cmd_total: usize,
+    pub ignore_cache: bool,
+    /// One per history entry added by this build: the rootfs vertex after it.
+    pub layers: Vec<Option<Digest>>,
+    pub base_history: usize,
+    /// A CMD was set in this stage (ENTRYPOINT then keeps it).
+    pub cmd_set_flag: bool,
+    /// Stage label used in vertex names ("" when there is a single stage).
+    pub name_prefix: String,
+    /// Currently dispatching ONBUILD triggers of the base.
+    pub on_build: bool,
+}
+
+impl StageState {
+    pub fn set_env(&mut self, k: &str, v: &str) {
+        set_kv(&mut self.env, k, v);
+    }
+}
+
+/// Replace in place or append.
+pub(crate) fn set_kv(list: &mut Vec<(String, String)>, k: &str, v: &str) {
+    match list.iter_mut().find(|(key, _)| key == k) {
+        Some(e) => e.1 = v.to_string(),
+        None => list.push((k.to_string(), v.to_string())),
+    }
+}
+
+/// Everything shared while lowering.
+pub(crate) struct Ctx<'a> {
+    pub opts: &'a BuildOptions,
+    pub resolver: &'a dyn ImageResolver,
+    pub rep: Reporter<'a>,
+    pub escape: char,
+    pub graph: BuildGraph,
+    pub resolved: BTreeMap<(String, Platform), ResolvedImage>,
+    pub context: Option<Digest>,
+    pub states: Vec<Option<StageState>>,
+    pub stages: &'a [Stage],
+    pub global: ArgScope,
+    pub used_args: BTreeSet<String>,
+    pub warnings: Vec<Diagnostic>,
+}
+
+impl Ctx<'_> {
+    pub fn diag(&self, line: usize, needle: &str, msg: impl Into<String>) -> Diagnostic {
+        self.rep.at_text(line, needle, msg)
+    }
+
+    pub fn location(&self, start: usize, end: usize) -> Option<SourceLocation> {
+        Some(SourceLocation {
+            file: self.opts.dockerfile_name.clone(),
+            line: start as u32,
+            end_line: end as u32,
+        })
+    }
+
+    /// Vertex metadata for a stage instruction; bumps the step counter.
+    pub fn step_meta(&self, st: &mut StageState, text: &str, lines: (usize, usize)) -> VertexMeta {
+        st.cmd_index += 1;
+        let w = st.cmd_total.max(1).to_string().len();
+        let prefix = if st.name_prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{} ", st.name_prefix)
+        };
+        let onbuild = if st.on_build { "ONBUILD " } else { "" };
+        VertexMeta {
+            name: format!(
+                "[{prefix}{:>w$}/{}] {onbuild}{}",
+                st.cmd_index, st.cmd_total, text
+            ),
+            location: self.location(lines.0, lines.1),
+            stage: Some(st.label.clone()),
+            ignore_cache: st.ignore_cache,
+        }
+    }
+
+    /// The main context source vertex (created once).
+    pub fn context_vertex(&mut self) -> Digest {
+        if let Some(d) = &self.context {
+            return d.clone();
+        }
+        let d = self.graph.add(
+            Op::Source(SourceOp::Local(LocalSource {
+                name: self.opts.context_name.clone(),
+                include_patterns: Vec::new(),
+                exclude_patterns: Vec::new(),
+            })),
+            Vec::new(),
+            VertexMeta {
+                name: "[internal] load build context".into(),
+                ..VertexMeta::default()
+            },
+        );
+        self.context = Some(d.clone());
+        d
+    }
+
+    /// Resolve an image once per (reference, platform).
+    pub fn resolve(
+        &mut self,
+        reference: &str,
+        platform: &Platform,
+        line: usize,
+    ) -> Result<ResolvedImage, FrontendError> {
+        let key = (reference.to_string(), platform.clone());
+        if let Some(r) = self.resolved.get(&key) {
+            return Ok(r.clone());
+        }
+        let r = self.resolver.resolve(reference, platform).map_err(|e| {
+            let names = self.stages.iter().filter_map(|s| s.name.as_deref());
+            let msg =
+                crate::error::with_suggestion(format!("{reference}: {e}"), reference, names, true);
+            FrontendError::many(ErrorKind::Resolve, vec![self.diag(line, reference, msg)])
+        })?;
+        self.resolved.insert(key, r.clone());
+        Ok(r)
+    }
+
+    /// An image source vertex for a resolved image.
+    pub fn image_vertex(&mut self, r: &ResolvedImage, platform: &Platform, name: String) -> Digest {
+        self.graph.add(
+            Op::Source(SourceOp::Image(ImageSource {
+                reference: r.reference.clone(),
+                platform: platform.clone(),
+            })),
+            Vec::new(),
+            VertexMeta {
+                name,
+                ..VertexMeta::default()
+            },
+        )
+    }
+
+    /// The `--build-context` value for `name`, matching image-style names
+    /// the way BuildKit does (`docker.io/library/alpine:latest` ≡ `alpine`).
+    pub fn named_context_value(&self, name: &str) -> Option<String> {
+        let key = familiar_name(name);
+        self.opts
+            .named_contexts
+            .iter()
+            .find(|(k, _)| familiar_name(k) == key)
+            .map(|(_, v)| v.clone())
+    }
+
+    /// A named build context source (`--build-context name=…`).
+    pub fn named_context(
+        &mut self,
+        name: &str,
+        platform: &Platform,
+        line: usize,
+    ) -> Result<Option<(Digest, Option<ImageConfig>)>, FrontendError> {
+        let Some(v) = self.named_context_value(name) else {
+            return Ok(None);
+        };
+        if let Some(img) = v.strip_prefix("docker-image://") {
+            let r = self.resolve(img, platform, line)?;
+            let d = self.image_vertex(&r, platform, format!("[context {name}] {}", r.reference));
+            return Ok(Some((d, Some(r.config))));
+        }
+        let d = self.graph.add(
+            Op::Source(SourceOp::Local(LocalSource {
+                name: format!("context:{name}"),
+                include_patterns: Vec::new(),
+                exclude_patterns: Vec::new(),
+            })),
+            Vec::new(),
+            VertexMeta {
+                name: format!("[context {name}] load from client"),
+                ..VertexMeta::default()
+            },
+        );
+        Ok(Some((d, None)))
+    }
+}
+
+/// Shorten an image name the way `reference.FamiliarString` does, without a
+/// `:latest` tag.
+pub(crate) fn familiar_name(name: &str) -> String {
+    let n = name
+        .strip_prefix("docker.io/library/")
+        .or_else(|| name.strip_prefix("docker.io/"))
+        .unwrap_or(name);
+    n.strip_suffix(":latest").unwrap_or(n).to_string()
+}
+
+fn syntax(diags: Vec<Diagnostic>) -> FrontendError {
+    FrontendError::many(ErrorKind::Syntax, diags)
+}
+
+/// Find a stage by name (case-insensitive) or decimal index.
+pub(crate) fn find_stage(stages: &[Stage], r: &str) -> Option<usize> {
+    let lower = r.to_lowercase();
+    stages
+        .iter()
+        .position(|s| s.name.as_deref() == Some(lower.as_str()))
+}
+
+/// Lower parsed stages.
+pub(crate) fn lower(
+    parsed: &Stages,
+    escape: char,
+    src: &str,
+    opts: &BuildOptions,
+    resolver: &dyn ImageResolver,
+    warnings: Vec<Diagnostic>,
+) -> Result<LoweredBuild, FrontendError> {
+    let rep = Reporter::new(&opts.dockerfile_name, src);
+    if parsed.stages.is_empty() {
+        return Err(FrontendError::single(Diagnostic {
+            file: opts.dockerfile_name.clone(),
+            line: 0,
+            col: 0,
+            message: "dockerfile contains no stages to build".into(),
+            source_line: String::new(),
+        }));
+    }
+    let mut ctx = Ctx {
+        opts,
+        resolver,
+        rep,
+        escape,
+        graph: BuildGraph::new(),
+        resolved: BTreeMap::new(),
+        context: None,
+        states: vec![None; parsed.stages.len()],
+        stages: &parsed.stages,
+        global: ArgScope::default(),
+        used_args: BTreeSet::new(),
+        warnings,
+    };
+    let target_name = match &opts.target {
+        Some(t) => t.to_lowercase(),
+        None => parsed
+            .stages
+            .last()
+            .and_then(|s| s.name.clone())
+            .unwrap_or_default(),
+    };
+    ctx.global = args::global_scope(&mut ctx, &parsed.meta_args, &target_name)?;
+
+    // Duplicate names.
+    let mut seen = BTreeMap::new();
+    for (i, s) in parsed.stages.iter().enumerate() {
+        if let Some(n) = &s.name {
+            if seen.insert(n.clone(), i).is_some() {
+                return Err(syntax(vec![ctx.diag(
+                    s.node.start_line,
+                    n,
+                    format!("duplicate stage name {n:?}"),
+                )]));
+            }
+        }
+    }
+
+    let target = match &opts.target {
+        None => parsed.stages.len() - 1,
+        Some(t) => find_stage(&parsed.stages, t).ok_or_else(|| {
+            let names: Vec<&str> = parsed
+                .stages
+                .iter()
+                .filter_map(|s| s.name.as_deref())
+                .collect();
+            let msg = crate::error::with_suggestion(
+                format!("target stage {t:?} could not be found"),
+                t,
+                names,
+                false,
+            );
+            FrontendError::single(Diagnostic {
+                file: opts.dockerfile_name.clone(),
+                line: 0,
+                col: 0,
+                message: msg,
+                source_line: String::new(),
+            })
+        })?,
+    };
+
+    let deps = dispatch::stage_deps(&mut ctx)?;
+    let order = topo(&deps, target).map_err(|i| {
+        let s = &parsed.stages[i];
+        let name = s.name.clone().unwrap_or_else(|| i.to_string());
+        syntax(vec![ctx.diag(
+            s.node.start_line,
+            "",
+            format!("circular dependency detected on stage: {name}"),
+        )])
+    })?;
+    for i in order {
+        let st = dispatch::dispatch_stage(&mut ctx, i)?;
+        ctx.states[i] = Some(st);
+    }
+    let Some(st) = ctx.states[target].take() else {
+        return Err(syntax(vec![]));
+    };
+    args::unused_build_args(&mut ctx);
+    let mut config = st.image.clone();
+    if !opts.labels.is_empty() {
+        let labels = config.config.labels.get_or_insert_with(BTreeMap::new);
+        for (k, v) in &opts.labels {
+            labels.insert(k.clone(), v.clone());
+        }
+    }
+    let mut layer_vertices = vec![None; st.base_history];
+    layer_vertices.extend(st.layers.iter().cloned());
+    layer_vertices.truncate(config.history.len());
+    Ok(LoweredBuild {
+        graph: ctx.graph,
+        root: st.root,
+        config,
+        layer_vertices,
+        warnings: ctx.warnings,
+    })
+}
+
+/// Post-order of the stages `target` needs; `Err(stage)` on a cycle.
+fn topo(deps: &[Vec<usize>], target: usize) -> Result<Vec<usize>, usize> {
+    fn visit(
+        i: usize,
+        deps: &[Vec<usize>],
+        state: &mut [u8],
+        out: &mut Vec<usize>,
+    ) -> Result<(), usize> {
+        match state[i] {
+            2 => return Ok(()),
+            1 => return Err(i),
+            _ => {}
+        }
+        state[i] = 1;
+        for &d in &deps[i] {
+            visit(d, deps, state, out)?;
+        }
+        state[i] = 2;
+        out.push(i);
+        Ok(())
+    }
+    let mut state = vec![0u8; deps.len()];
+    let mut out = Vec::new();
+    visit(target, deps, &mut state, &mut out)?;
+    Ok(out)
+}
+
+/// Is this instruction one that produces a vertex (counts as a step)?
+pub(crate) fn is_step(i: &Instruction) -> bool {
+    matches!(
+        i,
+        Instruction::Run(_) | Instruction::Copy(_) | Instruction::Workdir(_)
+    )
+}

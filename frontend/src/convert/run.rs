@@ -1,0 +1,574 @@
+//! `RUN`: exec vertices, `--mount` lowering, heredoc commands.
+
+use super::dispatch::{commit, proxy_env, resolve_from, FromRef};
+use super::{util, Ctx, StageState};
+use crate::error::FrontendError;
+use crate::instructions::RunCmd;
+use crate::parser::{chomp_heredoc_content, parse_heredoc, Node};
+use rbuild_graph::{
+    CacheSharing, Digest, ExecMeta, ExecOp, FileAction, FileOp, Input, InputIndex, MkfileAction,
+    Mount, MountKind, NetworkMode, Op, SecurityMode, SourceOp, VertexMeta,
+};
+
+/// The `from=` value of a raw `--mount` string, if any.
+pub(crate) fn mount_from(raw: &str) -> Option<String> {
+    split_fields(raw)
+        .into_iter()
+        .find_map(|f| f.strip_prefix("from=").map(str::to_string))
+}
+
+/// CSV-ish field split: commas outside double quotes; quotes removed.
+fn split_fields(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    for c in s.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            ',' if !quoted => out.push(std::mem::take(&mut cur)),
+            c => cur.push(c),
+        }
+    }
+    out.push(cur);
+    out.into_iter().filter(|f| !f.trim().is_empty()).collect()
+}
+
+/// A parsed `--mount` before inputs are attached.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct MountSpec {
+    pub typ: String,
+    pub target: String,
+    pub source: Option<String>,
+    pub from: Option<String>,
+    pub readonly: Option<bool>,
+    pub id: Option<String>,
+    pub sharing: Option<String>,
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub required: Option<bool>,
+    pub size: Option<u64>,
+    pub env: Option<String>,
+}
+
+fn parse_bool(k: &str, v: &str) -> Result<bool, String> {
+    match v {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
+        _ => Err(format!("invalid value for {k}: {v}")),
+    }
+}
+
+/// docker's `units.RAMInBytes`: binary suffixes b, k, m, g, t, p.
+fn parse_size(v: &str) -> Option<u64> {
+    let lower = v.trim().to_ascii_lowercase();
+    let t = lower.strip_suffix('b').unwrap_or(&lower);
+    let t = t.strip_suffix('i').unwrap_or(t);
+    let (num, mult) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        Some('t') => (&t[..t.len() - 1], 1 << 40),
+        Some('p') => (&t[..t.len() - 1], 1 << 50),
+        _ => (t, 1),
+    };
+    let n: f64 = num.trim().parse().ok()?;
+    (n >= 0.0).then_some((n * mult as f64) as u64)
+}
+
+const MOUNT_TYPES: &[&str] = &["bind", "cache", "tmpfs", "secret", "ssh"];
+const MOUNT_KEYS: &[&str] = &[
+    "type",
+    "from",
+    "source",
+    "target",
+    "readonly",
+    "id",
+    "sharing",
+    "required",
+    "mode",
+    "uid",
+    "gid",
+    "src",
+    "dst",
+    "ro",
+    "rw",
+    "readwrite",
+    "size",
+    "env",
+];
+
+/// Parse one `--mount` value; every value is passed through `expand` (the
+/// stage env), except `from`, which may not use variables (as in BuildKit).
+pub(crate) fn parse_mount(
+    raw: &str,
+    cwd: &str,
+    expand: &dyn Fn(&str) -> Result<String, String>,
+) -> Result<MountSpec, String> {
+    let mut m = MountSpec {
+        typ: "bind".into(),
+        ..MountSpec::default()
+    };
+    for field in split_fields(raw) {
+        let Some((k, v)) = field.split_once('=') else {
+            match field.to_ascii_lowercase().as_str() {
+                "readonly" | "ro" => m.readonly = Some(true),
+                "readwrite" | "rw" => m.readonly = Some(false),
+                "required" if matches!(m.typ.as_str(), "secret" | "ssh") => m.required = Some(true),
+                "required" => {
+                    return Err(format!(
+                        "unexpected key 'required' for mount type '{}'",
+                        m.typ
+                    ))
+                }
+                _ => return Err(format!("invalid field '{field}' must be a key=value pair")),
+            }
+            continue;
+        };
+        let k = k.to_ascii_lowercase();
+        if k == "from" {
+            if v.find('$').is_some_and(|i| i + 1 < v.len()) {
+                return Err(
+                    "'from' doesn't support variable expansion, define alias stage instead".into(),
+                );
+            }
+            m.from = Some(v.to_string());
+            continue;
+        }
+        let v = expand(v)?;
+        let num = |base: u32, what: &str| {
+            u32::from_str_radix(&v, base).map_err(|_| format!("invalid value {v} for {what}"))
+        };
+        match k.as_str() {
+            "type" => {
+                let t = v.to_ascii_lowercase();
+                if !MOUNT_TYPES.contains(&t.as_str()) {
+                    return Err(crate::error::with_suggestion(
+                        format!("unsupported mount type {v:?}"),
+                        &v,
+                        MOUNT_TYPES.iter().copied(),
+                        true,
+                    ));
+                }
+                m.typ = t;
+            }
+            "source" | "src" => m.source = Some(v),
+            "target" | "dst" | "destination" => m.target = v,
+            "readonly" | "ro" => m.readonly = Some(parse_bool(&k, &v)?),
+            "readwrite" | "rw" => m.readonly = Some(!parse_bool(&k, &v)?),
+            "required" if matches!(m.typ.as_str(), "secret" | "ssh") => {
+                m.required = Some(parse_bool(&k, &v)?)
+            }
+            "size" if m.typ == "tmpfs" => {
+                m.size = Some(parse_size(&v).ok_or_else(|| format!("invalid value for size: {v}"))?)
+            }
+            "required" | "size" => {
+                return Err(format!("unexpected key '{k}' for mount type '{}'", m.typ))
+            }
+            "id" => m.id = Some(v),
+            "sharing" => {
+                let s = v.to_ascii_lowercase();
+                if !matches!(s.as_str(), "shared" | "private" | "locked") {
+                    return Err(crate::error::with_suggestion(
+                        format!("unsupported sharing value {v:?}"),
+                        &v,
+                        ["shared", "private", "locked"],
+                        true,
+                    ));
+                }
+                m.sharing = Some(s);
+            }
+            "mode" => m.mode = Some(num(8, "mode")?),
+            "uid" => m.uid = Some(num(10, "uid")?),
+            "gid" => m.gid = Some(num(10, "gid")?),
+            "env" if m.typ == "secret" => m.env = Some(v),
+            _ => {
+                return Err(crate::error::with_suggestion(
+                    format!("unexpected key '{k}' in '{field}'"),
+                    &k,
+                    MOUNT_KEYS.iter().copied(),
+                    true,
+                ))
+            }
+        }
+    }
+    validate_mount(&mut m)?;
+    if !m.target.is_empty() {
+        m.target = util::resolve_path(cwd, &m.target);
+    }
+    Ok(m)
+}
+
+fn validate_mount(m: &mut MountSpec) -> Result<(), String> {
+    let typ = m.typ.clone();
+    if !matches!(typ.as_str(), "secret" | "ssh" | "cache") {
+        for (set, what) in [
+            (m.mode.is_some(), "mode"),
+            (m.uid.is_some(), "uid"),
+            (m.gid.is_some(), "gid"),
+        ] {
+            if set {
+                return Err(format!("{what} not allowed for {typ:?} type mounts"));
+            }
+        }
+    }
+    if m.sharing.is_some() && typ != "cache" {
+        return Err(format!("invalid cache sharing set for {typ} mount"));
+    }
+    match typ.as_str() {
+        "secret" => {
+            if m.from.is_some() {
+                return Err("secret mount should not have a from".into());
+            }
+            if m.source.is_some() && m.id.is_some() {
+                return Err("both source and id can't be set".into());
+            }
+            if m.id.is_none() {
+                m.id = m.source.take();
+            }
+            if m.id.is_none() && m.target.is_empty() && m.env.is_none() {
+                return Err("invalid secret mount. one of source, target required".into());
+            }
+            if m.id.is_none() {
+                m.id = m.target.rsplit('/').next().map(str::to_string);
+            }
+            if m.target.is_empty() && m.env.is_none() {
+                m.target = format!("/run/secrets/{}", m.id.clone().unwrap_or_default());
+            }
+        }
+        "ssh" if m.target.is_empty() => m.target = "/run/buildkit/ssh_agent.0".into(),
+        "ssh" => {}
+        _ if m.target.is_empty() => return Err("mount target must be specified".into()),
+        _ => {}
+    }
+    Ok(())
+}
+
+/// `|N k=v … args` as BuildKit writes RUN history.
+fn run_command_string(args: &[String], st: &StageState) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    if st.build_args.is_empty() {
+        return args.join(" ");
+    }
+    let env: std::collections::HashMap<&str, &str> = st
+        .env
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    for (k, v) in &st.build_args {
+        let v = env
+            .get(k.as_str())
+            .map(|v| v.to_string())
+            .or_else(|| v.clone())
+            .unwrap_or_default();
+        parts.push(format!("{k}={v}"));
+    }
+    if !parts.is_empty() {
+        parts.insert(0, format!("|{}", parts.len()));
+    }
+    parts.extend(args.iter().cloned());
+    parts.join(" ")
+}
+
+fn add_input(inputs: &mut Vec<Input>, d: Digest) -> InputIndex {
+    if let Some(i) = inputs.iter().position(|x| x.vertex == d && x.output == 0) {
+        return InputIndex(i as u32);
+    }
+    inputs.push(Input {
+        vertex: d,
+        output: 0,
+    });
+    InputIndex(inputs.len() as u32 - 1)
+}
+
+/// Lower a `RUN`.
+pub(crate) fn dispatch_run(
+    ctx: &mut Ctx<'_>,
+    st: &mut StageState,
+    r: &RunCmd,
+    node: &Node,
+) -> Result<(), FrontendError> {
+    let line = node.start_line;
+    let mut args = r.cmd.args.clone();
+    let mut inputs = vec![Input {
+        vertex: st.root.clone(),
+        output: 0,
+    }];
+    let mut mounts = vec![Mount {
+        input: Some(InputIndex(0)),
+        selector: "/".into(),
+        target: "/".into(),
+        kind: MountKind::Bind { readonly: false },
+    }];
+    if !r.heredocs.is_empty() && r.cmd.shell_form {
+        let first = &r.heredocs[0];
+        let simple = args.len() == 1 && parse_heredoc(&args[0]).ok().flatten().is_some();
+        if simple {
+            let data = if first.chomp {
+                chomp_heredoc_content(&first.content)
+            } else {
+                first.content.clone()
+            };
+            // BuildKit tests the raw body (before `<<-` tab stripping).
+            if first.content.starts_with("#!") {
+                let f = ctx.graph.add(
+                    Op::File(FileOp {
+                        base: None,
+                        actions: vec![FileAction::Mkfile(MkfileAction {
+                            path: format!("/{}", first.name),
+                            mode: 0o755,
+                            data,
+                            owner: None,
+                        })],
+                    }),
+                    Vec::new(),
+                    VertexMeta {
+                        name: "[internal] preparing inline document".into(),
+                        ..VertexMeta::default()
+                    },
+                );
+                let idx = add_input(&mut inputs, f);
+                mounts.push(Mount {
+                    input: Some(idx),
+                    selector: "/".into(),
+                    target: "/dev/pipes/".into(),
+                    kind: MountKind::Bind { readonly: true },
+                });
+                args = vec![format!("/dev/pipes/{}", first.name)];
+            } else {
+                args = vec![data];
+            }
+        } else {
+            let mut full = args.first().cloned().unwrap_or_default();
+            for h in &r.heredocs {
+                full.push('\n');
+                full.push_str(&h.content);
+                full.push_str(&h.name);
+            }
+            args = vec![full];
+        }
+    }
+    if r.cmd.shell_form {
+        args = st.shell.iter().cloned().chain(args).collect();
+    }
+    for raw in &r.mounts {
+        let lex = crate::shell::Lexer::new(ctx.escape);
+        let env = &st.env;
+        let exp = |w: &str| lex.process_word(w, env).map_err(|e| e.to_string());
+        let m = parse_mount(raw, &st.cwd, &exp)
+            .map_err(|e| FrontendError::single(ctx.diag(line, "--mount", e)))?;
+        let (input, selector) = match m.typ.as_str() {
+            "bind" => {
+                let src = util::resolve_path("/", m.source.as_deref().unwrap_or("/"));
+                let d = match &m.from {
+                    None => ctx.context_vertex(),
+                    Some(f) => match resolve_from(ctx, st.index, f, line)? {
+                        FromRef::Stage(j) => match &ctx.states[j] {
+                            Some(s) => s.root.clone(),
+                            None => {
+                                return Err(FrontendError::single(ctx.diag(
+                                    line,
+                                    f,
+                                    "internal: stage not lowered",
+                                )))
+                            }
+                        },
+                        FromRef::Named(n) => {
+                            match ctx.named_context(&n, &st.platform.clone(), line)? {
+                                Some((d, _)) => d,
+                                None => ctx.context_vertex(),
+                            }
+                        }
+                        FromRef::Image(img) => {
+                            let p = st.platform.clone();
+                            let res = ctx.resolve(&img, &p, line)?;
+                            ctx.image_vertex(
+                                &res,
+                                &p,
+                                format!("[internal] load metadata for {img}"),
+                            )
+                        }
+                    },
+                };
+                (Some(add_input(&mut inputs, d)), src)
+            }
+            _ => (None, String::new()),
+        };
+        let kind = match m.typ.as_str() {
+            "bind" => MountKind::Bind {
+                readonly: m.readonly.unwrap_or(true),
+            },
+            "cache" => MountKind::Cache {
+                id: m.id.clone().unwrap_or_else(|| m.target.clone()),
+                sharing: match m.sharing.as_deref() {
+                    Some("private") => CacheSharing::Private,
+                    Some("locked") => CacheSharing::Locked,
+                    _ => CacheSharing::Shared,
+                },
+                mode: m.mode.unwrap_or(0o755),
+                uid: m.uid.unwrap_or(0),
+                gid: m.gid.unwrap_or(0),
+                readonly: m.readonly.unwrap_or(false),
+            },
+            "tmpfs" => MountKind::Tmpfs { size: m.size },
+            "secret" => MountKind::Secret {
+                id: m.id.clone().unwrap_or_default(),
+                env: m.env.clone(),
+                required: m.required.unwrap_or(false),
+                mode: m.mode.unwrap_or(0o400),
+                uid: m.uid.unwrap_or(0),
+                gid: m.gid.unwrap_or(0),
+            },
+            _ => MountKind::Ssh {
+                id: m.id.clone().unwrap_or_else(|| "default".into()),
+                required: m.required.unwrap_or(false),
+                mode: m.mode.unwrap_or(0o600),
+                uid: m.uid.unwrap_or(0),
+                gid: m.gid.unwrap_or(0),
+            },
+        };
+        mounts.push(Mount {
+            input,
+            selector,
+            target: m.target,
+            kind,
+        });
+    }
+    let network = match r.network.as_deref() {
+        None | Some("default") => NetworkMode::Default,
+        Some("none") => NetworkMode::None,
+        Some("host") => NetworkMode::Host,
+        Some(o) => {
+            return Err(FrontendError::single(ctx.diag(
+                line,
+                "--network",
+                format!("unsupported network mode {o:?}"),
+            )))
+        }
+    };
+    let security = match r.security.as_deref() {
+        None | Some("sandbox") => SecurityMode::Sandbox,
+        Some("insecure") => SecurityMode::Insecure,
+        Some(o) => {
+            return Err(FrontendError::single(ctx.diag(
+                line,
+                "--security",
+                format!("unsupported security mode {o:?}"),
+            )))
+        }
+    };
+    let history = format!("RUN {} # buildkit", run_command_string(&args, st));
+    let text = display_text(ctx, st, node);
+    let meta = ctx.step_meta(st, &text, (line, node.end_line));
+    let exec = ExecOp {
+        meta: ExecMeta {
+            args,
+            env: st.env.clone(),
+            cwd: st.cwd.clone(),
+            user: st.user.clone(),
+            extra_hosts: Vec::new(),
+            proxy_env: proxy_env(ctx),
+        },
+        mounts,
+        network,
+        security,
+    };
+    st.root = ctx.graph.add(Op::Exec(exec), inputs, meta);
+    let _ = SourceOp::Scratch;
+    commit(st, history, true);
+    Ok(())
+}
+
+/// `RUN echo hi` style label: the instruction word upper-cased, rest as written.
+///
+/// Like BuildKit, the line is expanded with the stage env for display (kept
+/// as written if expansion fails) and its first word upper-cased.
+pub(crate) fn display_text(ctx: &Ctx<'_>, st: &StageState, node: &Node) -> String {
+    let orig = node.original.trim();
+    let mut lex = crate::shell::Lexer::new(ctx.escape);
+    if node.keyword() == "run" {
+        // RUN labels keep quotes and unset variables as written.
+        lex.raw_quotes = true;
+        lex.skip_unset_env = true;
+    }
+    let shown = lex
+        .process_word(orig, &st.env)
+        .unwrap_or_else(|_| orig.to_string());
+    match shown.split_once(' ') {
+        Some((first, rest)) => format!("{} {rest}", first.to_uppercase()),
+        None => shown.to_uppercase(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(raw: &str, expected: Result<&str, &str>) {
+        let exp = |w: &str| Ok(w.replace("$T", "/t"));
+        let got = parse_mount(raw, "/w", &exp).map(|m| {
+            format!(
+                "{} {} {:?} {:?} {:?} {:?}",
+                m.typ, m.target, m.source, m.id, m.readonly, m.required
+            )
+        });
+        assert_eq!(got.as_deref().map_err(String::as_str), expected, "{raw}");
+    }
+
+    #[test]
+    fn mounts() {
+        check("target=$T", Ok("bind /t None None None None"));
+        check(
+            "type=cache,target=c,ro",
+            Ok("cache /w/c None None Some(true) None"),
+        );
+        check(
+            "type=secret,src=tok",
+            Ok("secret /run/secrets/tok None Some(\"tok\") None None"),
+        );
+        check(
+            "type=ssh,required",
+            Ok("ssh /run/buildkit/ssh_agent.0 None None None Some(true)"),
+        );
+        check("type=bogus", Err("unsupported mount type \"bogus\""));
+        check(
+            "type=cahce,target=/c",
+            Err("unsupported mount type \"cahce\" (did you mean cache?)"),
+        );
+        check(
+            "targt=/x",
+            Err("unexpected key 'targt' in 'targt=/x' (did you mean target?)"),
+        );
+        check(
+            "target=/x,foo",
+            Err("invalid field 'foo' must be a key=value pair"),
+        );
+        check(
+            "target=/x,required",
+            Err("unexpected key 'required' for mount type 'bind'"),
+        );
+        check(
+            "target=/x,mode=0644",
+            Err("mode not allowed for \"bind\" type mounts"),
+        );
+        check(
+            "target=/x,sharing=locked",
+            Err("invalid cache sharing set for bind mount"),
+        );
+        check(
+            "type=cache,target=/x,sharing=nope",
+            Err("unsupported sharing value \"nope\""),
+        );
+        check(
+            "type=secret",
+            Err("invalid secret mount. one of source, target required"),
+        );
+        check(
+            "from=$X,target=/x",
+            Err("'from' doesn't support variable expansion, define alias stage instead"),
+        );
+        check("type=tmpfs", Err("mount target must be specified"));
+        assert_eq!(parse_size("1k"), Some(1024));
+        assert_eq!(parse_size("2MiB"), Some(2 << 20));
+    }
+}

@@ -1,0 +1,180 @@
+//! Content checksums of local files for COPY cache keys: relative path, type,
+//! mode, size, content (or link target); never mtime, never the host path.
+//! File digests are remembered by (device, inode, size, mtime, ctime), so
+//! selecting the same files twice reads them once.
+
+use crate::fileop;
+use crate::ignore::Matcher;
+use crate::Error;
+use rbuild_graph::Digest;
+use sha2::{Digest as _, Sha256};
+use std::collections::HashMap;
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::sync::Mutex;
+
+type StatKey = (u64, u64, u64, i64, i64, i64, i64);
+
+/// Hashes selections of local directories, memoizing file digests.
+#[derive(Default)]
+pub struct ContextHasher {
+    files: Mutex<HashMap<StatKey, [u8; 32]>>,
+}
+
+impl ContextHasher {
+    /// A hasher with an empty memo.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn file_digest(&self, path: &Path, meta: &fs::Metadata) -> Result<[u8; 32], Error> {
+        let k: StatKey = (
+            meta.dev(),
+            meta.ino(),
+            meta.size(),
+            meta.mtime(),
+            meta.mtime_nsec(),
+            meta.ctime(),
+            meta.ctime_nsec(),
+        );
+        if let Some(d) = self
+            .files
+            .lock()
+            .map_err(|_| Error::Internal("hash memo poisoned".into()))?
+            .get(&k)
+        {
+            return Ok(*d);
+        }
+        let mut f =
+            fs::File::open(path).map_err(|e| Error::Io(format!("read {}", path.display()), e))?;
+        let mut h = Sha256::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = f
+                .read(&mut buf)
+                .map_err(|e| Error::Io(format!("read {}", path.display()), e))?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+        }
+        let d: [u8; 32] = h.finalize().into();
+        self.files
+            .lock()
+            .map_err(|_| Error::Internal("hash memo poisoned".into()))?
+            .insert(k, d);
+        Ok(d)
+    }
+
+    fn walk(
+        &self,
+        host: &Path,
+        rel: &str,
+        filter: Option<&Matcher>,
+        h: &mut Sha256,
+    ) -> Result<(), Error> {
+        let meta = match fs::symlink_metadata(host) {
+            Ok(m) => m,
+            Err(e) => return Err(Error::Io(format!("stat {}", host.display()), e)),
+        };
+        let mode = meta.permissions().mode();
+        h.update(rel.as_bytes());
+        h.update([0]);
+        h.update(mode.to_le_bytes());
+        let ft = meta.file_type();
+        if ft.is_file() {
+            h.update(b"f");
+            h.update(meta.size().to_le_bytes());
+            h.update(self.file_digest(host, &meta)?);
+        } else if ft.is_symlink() {
+            h.update(b"l");
+            let t = fs::read_link(host)
+                .map_err(|e| Error::Io(format!("readlink {}", host.display()), e))?;
+            h.update(t.as_os_str().as_encoded_bytes());
+        } else if ft.is_dir() {
+            h.update(b"d");
+            let mut names: Vec<_> = fs::read_dir(host)
+                .map_err(|e| Error::Io(format!("read dir {}", host.display()), e))?
+                .filter_map(|e| e.ok().map(|e| e.file_name()))
+                .collect();
+            names.sort();
+            for n in names {
+                let child_rel = format!("{}/{}", rel.trim_end_matches('/'), n.to_string_lossy());
+                if let Some(f) = filter {
+                    let is_dir = fs::symlink_metadata(host.join(&n))
+                        .map(|m| m.is_dir())
+                        .unwrap_or(false);
+                    if f.excludes(&child_rel) && !(is_dir && f.has_exclusions()) {
+                        continue;
+                    }
+                }
+                self.walk(&host.join(&n), &child_rel, filter, h)?;
+            }
+        } else {
+            h.update(b"o");
+            h.update(meta.rdev().to_le_bytes());
+        }
+        h.update([0xff]);
+        Ok(())
+    }
+
+    /// Checksum of what `src` (may contain wildcards) selects under `root`.
+    pub fn checksum(
+        &self,
+        root: &Path,
+        src: &str,
+        follow: bool,
+        filter: Option<&Matcher>,
+    ) -> Result<Digest, Error> {
+        let filter = filter.filter(|f| !f.is_empty());
+        let mut h = Sha256::new();
+        for m in fileop::expand_sources(root, src, true, filter) {
+            let host = fileop::resolve_in_root(root, &m, follow);
+            self.walk(&host, &m, filter, &mut h)?;
+        }
+        Ok(Digest::from_sha256(h.finalize().into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checksum_ignores_mtime_and_sees_content_and_mode() {
+        let t = tempfile::tempdir().expect("tmp");
+        fs::write(t.path().join("a.txt"), "one").expect("write");
+        fs::write(t.path().join("b.txt"), "two").expect("write");
+        let h = ContextHasher::new();
+        let a1 = h.checksum(t.path(), "a.txt", true, None).expect("sum");
+        let all1 = h.checksum(t.path(), "*.txt", true, None).expect("sum");
+        // Touching b.txt's content changes the wildcard sum but not a.txt's.
+        fs::write(t.path().join("b.txt"), "TWO").expect("write");
+        assert_eq!(h.checksum(t.path(), "a.txt", true, None).expect("sum"), a1);
+        assert_ne!(
+            h.checksum(t.path(), "*.txt", true, None).expect("sum"),
+            all1
+        );
+        // mtime alone changes nothing.
+        let before = h.checksum(t.path(), "a.txt", true, None).expect("sum");
+        let f = fs::File::options()
+            .write(true)
+            .open(t.path().join("a.txt"))
+            .expect("open");
+        f.set_modified(std::time::SystemTime::UNIX_EPOCH)
+            .expect("mtime");
+        assert_eq!(
+            h.checksum(t.path(), "a.txt", true, None).expect("sum"),
+            before
+        );
+        // Mode changes it.
+        fs::set_permissions(t.path().join("a.txt"), fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        assert_ne!(
+            h.checksum(t.path(), "a.txt", true, None).expect("sum"),
+            before
+        );
+    }
+}

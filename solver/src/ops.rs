@@ -1,0 +1,644 @@
+//! The op implementations: the [`Runner`] that gives each vertex kind its
+//! meaning over the content store, the snapshotter, the registry client and
+//! the RUN sandbox.
+//!
+//! Every vertex first computes its cache key (the op definition without
+//! metadata, its inputs' cache keys, and for COPY from a local context the
+//! content checksum of the selected files); a key found in the index whose
+//! snapshot still exists is a cache hit and nothing runs.
+
+use crate::checksum::ContextHasher;
+use crate::fileop::{self, Owner, OwnerMode};
+use crate::ignore::Matcher;
+use crate::index::{CacheIndex, CacheRecord, LayerRecord};
+use crate::progress::{Event, EventSender, LogStream};
+use crate::scheduler::Runner;
+use crate::snap::Snaps;
+use crate::Error;
+use rbuild_cache::ContentStore;
+use rbuild_graph::{
+    BuildGraph, Digest, ExecOp, FileAction, FileOp, ImageSource, InputIndex, MountKind,
+    NetworkMode, Op, SecurityMode, SourceOp, VertexMeta,
+};
+use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// What a vertex produced.
+#[derive(Clone, Debug)]
+pub struct VertexResult {
+    /// The cache key of the result.
+    pub key: Digest,
+    /// The result itself.
+    pub value: ResultValue,
+}
+
+/// The value of a vertex result.
+#[derive(Clone, Debug)]
+pub enum ResultValue {
+    /// A root filesystem: a committed snapshot, or `None` for an empty one.
+    Snapshot(Option<String>),
+    /// A local directory on the host (a build context) and its ignore rules.
+    Local(Arc<LocalContext>),
+}
+
+/// A local directory given to the build, with its `.dockerignore`.
+#[derive(Debug)]
+pub struct LocalContext {
+    /// The directory.
+    pub path: PathBuf,
+    /// Excluded paths.
+    pub ignore: Matcher,
+}
+
+/// Everything the ops need, shared by all vertices of a build.
+pub struct Ops {
+    /// The content store.
+    pub store: ContentStore,
+    /// The snapshotter.
+    pub snaps: Snaps,
+    /// The cache index.
+    pub index: CacheIndex,
+    /// The registry client.
+    pub registry: Arc<rbuild_registry::Client>,
+    /// The RUN sandbox.
+    pub executor: Arc<rbuild_exec::Executor>,
+    /// Local source name → host directory and ignore rules.
+    pub contexts: BTreeMap<String, Arc<LocalContext>>,
+    /// Secret id → value.
+    pub secrets: BTreeMap<String, Vec<u8>>,
+    /// Directory for cache mounts (`RUN --mount=type=cache`).
+    pub cache_mounts: PathBuf,
+    /// Scratch space for mount points and secrets.
+    pub tmp: PathBuf,
+    /// Ignore the cache for every vertex.
+    pub no_cache: bool,
+    /// Progress events.
+    pub events: EventSender,
+    /// Content checksums of local files, shared across vertices.
+    pub hasher: Arc<ContextHasher>,
+    /// Vertices that already announced themselves (dedup of progress).
+    pub announced: Mutex<std::collections::BTreeSet<Digest>>,
+}
+
+#[allow(clippy::manual_async_fn)] // the trait requires a 'static future
+impl Runner for Ops {
+    type Output = VertexResult;
+    type Error = Error;
+
+    fn run(
+        self: Arc<Self>,
+        graph: Arc<BuildGraph>,
+        vertex: Digest,
+        inputs: Vec<VertexResult>,
+    ) -> impl Future<Output = Result<VertexResult, Error>> + Send + 'static {
+        async move {
+            let v = graph
+                .get(&vertex)
+                .ok_or_else(|| Error::Internal(format!("unknown vertex {vertex}")))?
+                .clone();
+            let meta = graph.meta.get(&vertex).cloned().unwrap_or_default();
+            let this = self.clone();
+            let vx = vertex.clone();
+            let res =
+                tokio::task::spawn_blocking(move || this.run_vertex(&vx, &v.op, &inputs, &meta))
+                    .await
+                    .map_err(|e| Error::Internal(format!("vertex task: {e}")))?;
+            if let Err(e) = &res {
+                let _ = self.events.send(Event::Failed {
+                    vertex: vertex.clone(),
+                    error: e.to_string(),
+                });
+            }
+            res
+        }
+    }
+}
+
+/// The canonical key material of a vertex: its op, its inputs' keys, extras.
+fn cache_key(op: &Op, inputs: &[VertexResult], extra: &[String]) -> Digest {
+    let value = serde_json::json!({
+        "op": serde_json::to_value(op).unwrap_or(serde_json::Value::Null),
+        "inputs": inputs.iter().map(|i| i.key.to_string()).collect::<Vec<_>>(),
+        "extra": extra,
+    });
+    Digest::sha256_of(&serde_json::to_vec(&value).unwrap_or_default())
+}
+
+fn last_lines(buf: &VecDeque<u8>, n: usize) -> Vec<String> {
+    let bytes: Vec<u8> = buf.iter().copied().collect();
+    let text = String::from_utf8_lossy(&bytes);
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+
+impl Ops {
+    fn emit(&self, ev: Event) {
+        let _ = self.events.send(ev);
+    }
+
+    fn input<'a>(
+        &self,
+        inputs: &'a [VertexResult],
+        i: InputIndex,
+    ) -> Result<&'a VertexResult, Error> {
+        inputs
+            .get(i.0 as usize)
+            .ok_or_else(|| Error::Internal(format!("input {} missing", i.0)))
+    }
+
+    fn snapshot_of(&self, r: &VertexResult) -> Result<Option<String>, Error> {
+        match &r.value {
+            ResultValue::Snapshot(s) => Ok(s.clone()),
+            ResultValue::Local(_) => Err(Error::Internal(
+                "a local directory cannot be used as a root filesystem".into(),
+            )),
+        }
+    }
+
+    /// A hit in the index whose snapshot still exists.
+    fn lookup(&self, key: &Digest, meta: &VertexMeta) -> Option<Option<String>> {
+        if self.no_cache || meta.ignore_cache {
+            return None;
+        }
+        let rec = self.index.get(key)?;
+        match &rec.snapshot {
+            Some(s) if !self.snaps.exists(s) => {
+                self.index.remove(key);
+                None
+            }
+            s => Some(s.clone()),
+        }
+    }
+
+    fn run_vertex(
+        &self,
+        vertex: &Digest,
+        op: &Op,
+        inputs: &[VertexResult],
+        meta: &VertexMeta,
+    ) -> Result<VertexResult, Error> {
+        match op {
+            Op::Source(SourceOp::Scratch) => Ok(VertexResult {
+                key: cache_key(op, &[], &[]),
+                value: ResultValue::Snapshot(None),
+            }),
+            Op::Source(SourceOp::Local(l)) => {
+                let ctx = self
+                    .contexts
+                    .get(&l.name)
+                    .ok_or_else(|| Error::MissingContext(l.name.clone()))?
+                    .clone();
+                Ok(VertexResult {
+                    key: cache_key(op, &[], &ctx.ignore.source),
+                    value: ResultValue::Local(ctx),
+                })
+            }
+            Op::Source(SourceOp::Image(img)) => self.image(vertex, op, img, meta),
+            Op::Source(other) => Err(Error::Unsupported(format!("source {other:?}"))),
+            Op::Exec(e) => self.exec(vertex, op, e, inputs, meta),
+            Op::File(f) => self.file(vertex, op, f, inputs, meta),
+            Op::Merge(_) => self.merge(vertex, op, inputs, meta),
+        }
+    }
+
+    fn started(&self, vertex: &Digest, meta: &VertexMeta) -> Instant {
+        self.emit(Event::Started {
+            vertex: vertex.clone(),
+            name: meta.name.clone(),
+        });
+        Instant::now()
+    }
+
+    fn done(&self, vertex: &Digest, t: Instant) {
+        self.emit(Event::Done {
+            vertex: vertex.clone(),
+            elapsed: t.elapsed(),
+        });
+    }
+
+    fn cached(&self, vertex: &Digest, meta: &VertexMeta) {
+        self.emit(Event::Cached {
+            vertex: vertex.clone(),
+            name: meta.name.clone(),
+        });
+    }
+
+    fn image(
+        &self,
+        vertex: &Digest,
+        op: &Op,
+        img: &ImageSource,
+        meta: &VertexMeta,
+    ) -> Result<VertexResult, Error> {
+        let key = cache_key(op, &[], &[]);
+        if let Some(rec) = self.index.get(&key) {
+            if rec.snapshot.as_deref().is_none_or(|s| self.snaps.exists(s)) {
+                self.cached(vertex, meta);
+                return Ok(VertexResult {
+                    key,
+                    value: ResultValue::Snapshot(rec.snapshot),
+                });
+            }
+        }
+        let t = self.started(vertex, meta);
+        let top = crate::pull::pull_image(self, img)?;
+        self.index
+            .put(
+                &key,
+                &CacheRecord {
+                    snapshot: top.clone(),
+                },
+            )
+            .map_err(|e| Error::Io("write cache index".into(), e))?;
+        self.done(vertex, t);
+        Ok(VertexResult {
+            key,
+            value: ResultValue::Snapshot(top),
+        })
+    }
+
+    fn exec(
+        &self,
+        vertex: &Digest,
+        op: &Op,
+        e: &ExecOp,
+        inputs: &[VertexResult],
+        meta: &VertexMeta,
+    ) -> Result<VertexResult, Error> {
+        let key = cache_key(op, inputs, &[]);
+        if let Some(s) = self.lookup(&key, meta) {
+            self.cached(vertex, meta);
+            return Ok(VertexResult {
+                key,
+                value: ResultValue::Snapshot(s),
+            });
+        }
+        let root = e
+            .mounts
+            .first()
+            .filter(|m| m.target == "/")
+            .ok_or_else(|| Error::Internal("exec without a root mount".into()))?;
+        let parent = match root.input {
+            Some(i) => self.snapshot_of(self.input(inputs, i)?)?,
+            None => None,
+        };
+        let t = self.started(vertex, meta);
+        let work = self.snaps.prepare(parent.as_deref())?;
+        let result = self.exec_in(vertex, e, inputs, &work.mountpoint, meta);
+        let name = format!("run-{}", key.hex());
+        let committed = match result {
+            Ok(()) => self.snaps.commit(work, &name),
+            Err(err) => {
+                self.snaps.abort(work);
+                return Err(err);
+            }
+        }?;
+        self.index
+            .put(
+                &key,
+                &CacheRecord {
+                    snapshot: Some(committed.clone()),
+                },
+            )
+            .map_err(|e| Error::Io("write cache index".into(), e))?;
+        self.done(vertex, t);
+        Ok(VertexResult {
+            key,
+            value: ResultValue::Snapshot(Some(committed)),
+        })
+    }
+
+    fn exec_in(
+        &self,
+        vertex: &Digest,
+        e: &ExecOp,
+        inputs: &[VertexResult],
+        rootfs: &Path,
+        meta: &VertexMeta,
+    ) -> Result<(), Error> {
+        let mut env: Vec<String> = e.meta.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        for (k, v) in &e.meta.proxy_env {
+            if !e.meta.env.iter().any(|(ek, _)| ek == k) {
+                env.push(format!("{k}={v}"));
+            }
+        }
+        let mut mounts = Vec::new();
+        let mut views = Vec::new();
+        let mut scratch_dirs = Vec::new();
+        for m in e.mounts.iter().skip(1) {
+            match &m.kind {
+                MountKind::Bind { readonly } => {
+                    let source = match m.input {
+                        Some(i) => match &self.input(inputs, i)?.value {
+                            ResultValue::Local(c) => c.path.clone(),
+                            ResultValue::Snapshot(s) => {
+                                let v = self.snaps.view(s.as_deref())?;
+                                let p = v.mountpoint.clone();
+                                views.push(v);
+                                p
+                            }
+                        },
+                        None => {
+                            let d = tempfile::tempdir_in(&self.tmp)
+                                .map_err(|e| Error::Io("scratch mount".into(), e))?;
+                            let p = d.path().to_path_buf();
+                            scratch_dirs.push(d);
+                            p
+                        }
+                    };
+                    let source = fileop::resolve_in_root(&source, &m.selector, true);
+                    mounts.push(rbuild_exec::ExecMount::Bind {
+                        source,
+                        target: m.target.clone(),
+                        readonly: *readonly,
+                    });
+                }
+                MountKind::Cache {
+                    id,
+                    mode,
+                    uid,
+                    gid,
+                    readonly,
+                    ..
+                } => {
+                    let dir = self
+                        .cache_mounts
+                        .join(Digest::sha256_of(id.as_bytes()).hex());
+                    if !dir.exists() {
+                        std::fs::create_dir_all(&dir)
+                            .map_err(|e| Error::Io("cache mount".into(), e))?;
+                        use std::os::unix::fs::PermissionsExt;
+                        let _ =
+                            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(*mode));
+                        let _ = std::os::unix::fs::chown(&dir, Some(*uid), Some(*gid));
+                    }
+                    mounts.push(rbuild_exec::ExecMount::Bind {
+                        source: dir,
+                        target: m.target.clone(),
+                        readonly: *readonly,
+                    });
+                }
+                MountKind::Tmpfs { size } => mounts.push(rbuild_exec::ExecMount::Tmpfs {
+                    target: m.target.clone(),
+                    size: *size,
+                }),
+                MountKind::Secret {
+                    id,
+                    env: as_env,
+                    required,
+                    mode,
+                    uid,
+                    gid,
+                } => {
+                    let Some(value) = self.secrets.get(id) else {
+                        if *required {
+                            return Err(Error::MissingSecret(id.clone()));
+                        }
+                        continue;
+                    };
+                    if let Some(name) = as_env {
+                        env.push(format!("{name}={}", String::from_utf8_lossy(value)));
+                    }
+                    if !m.target.is_empty() {
+                        let d = tempfile::tempdir_in(&self.tmp)
+                            .map_err(|e| Error::Io("secret".into(), e))?;
+                        let f = d.path().join("secret");
+                        std::fs::write(&f, value).map_err(|e| Error::Io("secret".into(), e))?;
+                        use std::os::unix::fs::PermissionsExt;
+                        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(*mode))
+                            .map_err(|e| Error::Io("secret".into(), e))?;
+                        let _ = std::os::unix::fs::chown(&f, Some(*uid), Some(*gid));
+                        mounts.push(rbuild_exec::ExecMount::Bind {
+                            source: f,
+                            target: m.target.clone(),
+                            readonly: true,
+                        });
+                        scratch_dirs.push(d);
+                    }
+                }
+                MountKind::Ssh { id, required, .. } => {
+                    let sock = std::env::var_os("SSH_AUTH_SOCK").filter(|_| id == "default");
+                    match sock {
+                        Some(s) => mounts.push(rbuild_exec::ExecMount::Bind {
+                            source: PathBuf::from(s),
+                            target: if m.target.is_empty() {
+                                "/run/buildkit/ssh_agent.0".into()
+                            } else {
+                                m.target.clone()
+                            },
+                            readonly: false,
+                        }),
+                        None if *required => return Err(Error::MissingSecret(format!("ssh:{id}"))),
+                        None => {}
+                    }
+                }
+            }
+        }
+        let req = rbuild_exec::RunRequest {
+            rootfs: rootfs.to_path_buf(),
+            process: rbuild_exec::ProcessSpec {
+                args: e.meta.args.clone(),
+                env,
+                cwd: e.meta.cwd.clone(),
+                user: e.meta.user.clone(),
+            },
+            mounts,
+            network: match e.network {
+                NetworkMode::None => rbuild_exec::Network::None,
+                NetworkMode::Default | NetworkMode::Host => rbuild_exec::Network::Host,
+            },
+            insecure: e.security == SecurityMode::Insecure,
+            hostname: rbuild_exec::DEFAULT_HOSTNAME.to_string(),
+            extra_hosts: e.meta.extra_hosts.clone(),
+        };
+        let mut tail: VecDeque<u8> = VecDeque::new();
+        let status = self
+            .executor
+            .run(&req, &mut |chunk: rbuild_exec::OutputChunk| {
+                tail.extend(chunk.data.iter().copied());
+                while tail.len() > 64 * 1024 {
+                    tail.pop_front();
+                }
+                self.emit(Event::Log {
+                    vertex: vertex.clone(),
+                    stream: match chunk.stream {
+                        rbuild_exec::Stream::Stdout => LogStream::Stdout,
+                        rbuild_exec::Stream::Stderr => LogStream::Stderr,
+                    },
+                    data: chunk.data,
+                });
+            });
+        for v in views {
+            self.snaps.release_view(v);
+        }
+        drop(scratch_dirs);
+        let status = status.map_err(|err| Error::Exec {
+            vertex: vertex.clone(),
+            command: e.meta.args.clone(),
+            message: err.to_string(),
+        })?;
+        if status.success() {
+            return Ok(());
+        }
+        let _ = meta;
+        Err(Error::RunFailed {
+            vertex: vertex.clone(),
+            command: e.meta.args.clone(),
+            status: match status {
+                rbuild_exec::ExitStatus::Code(c) => format!("exit code: {c}"),
+                rbuild_exec::ExitStatus::Signal(s) => format!("killed by signal {s}"),
+            },
+            output: last_lines(&tail, 20),
+        })
+    }
+
+    fn file(
+        &self,
+        vertex: &Digest,
+        op: &Op,
+        f: &FileOp,
+        inputs: &[VertexResult],
+        meta: &VertexMeta,
+    ) -> Result<VertexResult, Error> {
+        // COPY from a local context is keyed by the content of what it selects.
+        let mut extra = Vec::new();
+        for a in &f.actions {
+            if let FileAction::Copy(c) = a {
+                if let ResultValue::Local(l) = &self.input(inputs, c.source)?.value {
+                    let sum = self.hasher.checksum(
+                        &l.path,
+                        &c.src,
+                        c.follow_symlinks,
+                        Some(&l.ignore),
+                    )?;
+                    extra.push(sum.to_string());
+                }
+            }
+        }
+        let key = cache_key(op, inputs, &extra);
+        if let Some(s) = self.lookup(&key, meta) {
+            self.cached(vertex, meta);
+            return Ok(VertexResult {
+                key,
+                value: ResultValue::Snapshot(s),
+            });
+        }
+        let parent = match f.base {
+            Some(i) => self.snapshot_of(self.input(inputs, i)?)?,
+            None => None,
+        };
+        let t = self.started(vertex, meta);
+        let work = self.snaps.prepare(parent.as_deref())?;
+        let result = self.file_in(f, inputs, &work.mountpoint);
+        let name = format!("file-{}", key.hex());
+        let committed = match result {
+            Ok(()) => self.snaps.commit(work, &name)?,
+            Err(err) => {
+                self.snaps.abort(work);
+                return Err(err);
+            }
+        };
+        self.index
+            .put(
+                &key,
+                &CacheRecord {
+                    snapshot: Some(committed.clone()),
+                },
+            )
+            .map_err(|e| Error::Io("write cache index".into(), e))?;
+        self.done(vertex, t);
+        Ok(VertexResult {
+            key,
+            value: ResultValue::Snapshot(Some(committed)),
+        })
+    }
+
+    fn file_in(&self, f: &FileOp, inputs: &[VertexResult], root: &Path) -> Result<(), Error> {
+        let mut views = Vec::new();
+        let result = (|| {
+            for a in &f.actions {
+                match a {
+                    FileAction::Copy(c) => {
+                        let src = self.input(inputs, c.source)?;
+                        let (src_root, default_owner, filter) = match &src.value {
+                            ResultValue::Local(l) => (
+                                l.path.clone(),
+                                OwnerMode::Set(Owner { uid: 0, gid: 0 }),
+                                Some(&l.ignore),
+                            ),
+                            ResultValue::Snapshot(s) => {
+                                let v = self.snaps.view(s.as_deref())?;
+                                let p = v.mountpoint.clone();
+                                views.push(v);
+                                (p, OwnerMode::Keep, None)
+                            }
+                        };
+                        let owner = match &c.owner {
+                            Some(ch) => OwnerMode::Set(fileop::resolve_owner(root, ch)?),
+                            None => default_owner,
+                        };
+                        fileop::copy(&src_root, root, c, owner, filter)?;
+                    }
+                    FileAction::Mkdir(m) => fileop::mkdir(root, m)?,
+                    FileAction::Mkfile(m) => fileop::mkfile(root, m)?,
+                    FileAction::Rm(r) => fileop::rm(root, r)?,
+                }
+            }
+            Ok(())
+        })();
+        for v in views {
+            self.snaps.release_view(v);
+        }
+        result
+    }
+
+    fn merge(
+        &self,
+        vertex: &Digest,
+        op: &Op,
+        inputs: &[VertexResult],
+        meta: &VertexMeta,
+    ) -> Result<VertexResult, Error> {
+        let _ = (vertex, op, inputs, meta);
+        Err(Error::Unsupported(
+            "merge (COPY --link) is not implemented yet".into(),
+        ))
+    }
+
+    /// The layers of a result, base first, made (and cached) as needed.
+    /// Pulled layers keep their original blobs.
+    pub fn layers(
+        &self,
+        top: Option<&str>,
+        compression: rbuild_cache::Compression,
+        source_date_epoch: Option<i64>,
+    ) -> Result<Vec<LayerRecord>, Error> {
+        let mut chain = Vec::new();
+        let mut cur = top.map(str::to_string);
+        while let Some(s) = cur {
+            cur = self.snaps.parent(&s)?;
+            chain.push(s);
+        }
+        chain.reverse();
+        let mut out = Vec::new();
+        for s in chain {
+            if let Some(l) = self.index.layer(&s, "pulled") {
+                if self.store.contains(&l.descriptor.digest) {
+                    out.push(l);
+                    continue;
+                }
+            }
+            out.push(
+                self.snaps
+                    .export_layer(&self.store, &s, compression, source_date_epoch)?,
+            );
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,623 @@
+//! `rbuild build` and `rbuild debug`: wire frontend, solver and exporters.
+
+use crate::cli::{BuildArgs, Cli, DebugCommand};
+use crate::progress::{Mode, Renderer};
+use crate::resolve::{PullPolicy, Resolver};
+use crate::state;
+use anyhow::{bail, Context, Result};
+use rbuild_export::{OutputKind, OutputSpec};
+use rbuild_graph::{BuildGraph, Platform};
+use rbuild_solver::ops::{Ops, ResultValue};
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The Dockerfile text, its display name, and the context directory.
+struct Input {
+    dockerfile: String,
+    dockerfile_name: String,
+    context: Option<PathBuf>,
+}
+
+fn read_input(context: &str, file: Option<&Path>) -> Result<Input> {
+    let ctx = if context == "-" {
+        None
+    } else {
+        let p = PathBuf::from(context);
+        let meta = fs::metadata(&p)
+            .with_context(|| format!("unable to prepare context: path {context:?} not found"))?;
+        if !meta.is_dir() {
+            bail!("unable to prepare context: {context:?} is not a directory");
+        }
+        Some(p)
+    };
+    let (text, name) = match (file, &ctx) {
+        (Some(f), _) if f == Path::new("-") || (ctx.is_none() && file.is_none()) => {
+            let mut s = String::new();
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .context("read Dockerfile from stdin")?;
+            (s, "Dockerfile".to_string())
+        }
+        (None, None) => {
+            let mut s = String::new();
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .context("read Dockerfile from stdin")?;
+            (s, "Dockerfile".to_string())
+        }
+        (Some(f), c) => {
+            let path = if f.is_absolute() || c.is_none() || f.exists() {
+                f.to_path_buf()
+            } else {
+                c.as_ref()
+                    .map(|c| c.join(f))
+                    .unwrap_or_else(|| f.to_path_buf())
+            };
+            let text = fs::read_to_string(&path).map_err(|e| {
+                anyhow::anyhow!(
+                    "failed to read dockerfile: open {}: {}",
+                    path.display(),
+                    io_text(&e)
+                )
+            })?;
+            (text, display_name(&path))
+        }
+        (None, Some(c)) => {
+            let path = c.join("Dockerfile");
+            let text = fs::read_to_string(&path).map_err(|e| {
+                anyhow::anyhow!(
+                    "failed to read dockerfile: open {}: {}",
+                    path.display(),
+                    io_text(&e)
+                )
+            })?;
+            (text, "Dockerfile".to_string())
+        }
+    };
+    Ok(Input {
+        dockerfile: text,
+        dockerfile_name: name,
+        context: ctx,
+    })
+}
+
+fn display_name(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "Dockerfile".into())
+}
+
+fn io_text(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file or directory".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => e.to_string(),
+    }
+}
+
+/// `--build-arg K=V` or `--build-arg K` (taken from the environment if set).
+pub fn parse_build_args(args: &[String]) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for a in args {
+        match a.split_once('=') {
+            Some((k, v)) => {
+                out.insert(k.to_string(), v.to_string());
+            }
+            None => {
+                if let Ok(v) = std::env::var(a) {
+                    out.insert(a.clone(), v);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn parse_labels(labels: &[String]) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for l in labels {
+        let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
+        if k.is_empty() {
+            bail!("invalid --label {l:?}: expected KEY=VALUE");
+        }
+        out.insert(k.to_string(), v.to_string());
+    }
+    Ok(out)
+}
+
+struct Env {
+    root: PathBuf,
+    rt: Arc<tokio::runtime::Runtime>,
+    store: rbuild_cache::ContentStore,
+    client: Arc<rbuild_registry::Client>,
+}
+
+fn open_env(cli: &Cli) -> Result<Env> {
+    let root = cli.root.clone().unwrap_or_else(state::default_root);
+    state::init_layout(&root)?;
+    let store = rbuild_cache::ContentStore::open(&root).context("open the content store")?;
+    let rt = Arc::new(
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .context("start the async runtime")?,
+    );
+    let config = rbuild_registry::RegistryConfig::load(cli.config.as_deref())
+        .context("load registry configuration")?;
+    let client =
+        Arc::new(rbuild_registry::Client::new(config).context("create the registry client")?);
+    Ok(Env {
+        root,
+        rt,
+        store,
+        client,
+    })
+}
+
+fn frontend_options(
+    name: &str,
+    target: Option<String>,
+    build_args: BTreeMap<String, String>,
+    platform: Option<&str>,
+    labels: BTreeMap<String, String>,
+) -> Result<rbuild_frontend::BuildOptions> {
+    let target_platform = match platform {
+        Some(p) => Platform::parse(p)
+            .with_context(|| format!("invalid --platform {p:?}: expected os/arch[/variant]"))?,
+        None => Platform::host(),
+    };
+    Ok(rbuild_frontend::BuildOptions {
+        dockerfile_name: name.to_string(),
+        target,
+        build_args,
+        target_platform,
+        build_platform: Platform::host(),
+        labels,
+        context_name: "context".to_string(),
+        named_contexts: BTreeMap::new(),
+        no_cache_filter: Vec::new(),
+    })
+}
+
+/// `rbuild debug …`.
+pub fn debug(cli: &Cli, cmd: &DebugCommand) -> Result<()> {
+    match cmd {
+        DebugCommand::DumpAst { file } => {
+            let text = if file == Path::new("-") {
+                let mut s = String::new();
+                std::io::stdin().read_to_string(&mut s)?;
+                s
+            } else {
+                fs::read_to_string(file).map_err(|e| {
+                    anyhow::anyhow!(
+                        "failed to read dockerfile: open {}: {}",
+                        file.display(),
+                        io_text(&e)
+                    )
+                })?
+            };
+            let dump = rbuild_frontend::dump_ast(&text).map_err(|e| anyhow::anyhow!("{e}"))?;
+            print!("{dump}");
+            Ok(())
+        }
+        DebugCommand::Graph(g) => {
+            let input = read_input(&g.context.to_string_lossy(), g.file.as_deref())?;
+            let env = open_env(cli)?;
+            let resolver = Resolver {
+                rt: env.rt.clone(),
+                client: env.client.clone(),
+                store: env.store.clone(),
+                refs_dir: env.root.join("refs"),
+                policy: PullPolicy::Missing,
+            };
+            let opts = frontend_options(
+                &input.dockerfile_name,
+                g.target.clone(),
+                parse_build_args(&g.build_args),
+                None,
+                BTreeMap::new(),
+            )?;
+            let lowered = rbuild_frontend::build(&input.dockerfile, &opts, &resolver)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            if g.format == "dot" {
+                print!("{}", rbuild_frontend::graph_to_dot(&lowered));
+            } else {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&rbuild_frontend::graph_to_json(&lowered))?
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Render a solver error BuildKit-style: the step, its last output lines,
+/// the Dockerfile lines around it, and the error.
+fn render_solve_error(
+    err: &rbuild_solver::Error,
+    graph: &BuildGraph,
+    dockerfile: &str,
+) -> anyhow::Error {
+    let mut text = String::new();
+    if let Some(v) = err.vertex() {
+        let meta = graph.meta.get(v).cloned().unwrap_or_default();
+        if let rbuild_solver::Error::RunFailed { output, .. } = err {
+            text.push_str("------\n");
+            text.push_str(&format!(" > {}:\n", meta.name));
+            for l in output {
+                text.push_str(&format!("{l}\n"));
+            }
+            text.push_str("------\n");
+        }
+        if let Some(loc) = &meta.location {
+            text.push_str(&format!("{}:{}\n", loc.file, loc.line));
+            text.push_str("--------------------\n");
+            let lines: Vec<&str> = dockerfile.lines().collect();
+            let first = loc.line.saturating_sub(2).max(1);
+            let last = (loc.end_line.max(loc.line) + 2).min(lines.len() as u32);
+            for n in first..=last {
+                let marker = if n >= loc.line && n <= loc.end_line.max(loc.line) {
+                    ">>>"
+                } else {
+                    "   "
+                };
+                let l = lines.get(n as usize - 1).copied().unwrap_or("");
+                text.push_str(&format!(" {n:>3} | {marker} {l}\n"));
+            }
+            text.push_str("--------------------\n");
+        }
+    }
+    anyhow::Error::new(crate::Rendered {
+        block: text,
+        summary: format!("failed to solve: {err}"),
+    })
+}
+
+/// The context directory with its `.dockerignore` (or
+/// `<Dockerfile>.dockerignore` next to the Dockerfile, which wins).
+fn load_context(dir: &Path, dockerfile: Option<&Path>) -> Result<rbuild_solver::ops::LocalContext> {
+    let path = fs::canonicalize(dir).with_context(|| format!("context {}", dir.display()))?;
+    let mut candidates = Vec::new();
+    if let Some(f) = dockerfile.filter(|f| *f != Path::new("-")) {
+        let f = if f.is_absolute() || f.exists() {
+            f.to_path_buf()
+        } else {
+            path.join(f)
+        };
+        let mut name = f.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+        name.push(".dockerignore");
+        candidates.push(f.with_file_name(name));
+    }
+    candidates.push(path.join(".dockerignore"));
+    let mut patterns = Vec::new();
+    for c in candidates {
+        if let Ok(text) = fs::read_to_string(&c) {
+            patterns = rbuild_solver::ignore::parse_dockerignore(&text);
+            break;
+        }
+    }
+    let ignore =
+        rbuild_solver::ignore::Matcher::new(&patterns).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(rbuild_solver::ops::LocalContext { path, ignore })
+}
+
+/// `rbuild build`.
+pub fn run(cli: &Cli, args: &BuildArgs) -> Result<()> {
+    let mode = Mode::parse(&args.progress, args.quiet).map_err(anyhow::Error::msg)?;
+    let policy = PullPolicy::parse(&args.pull)?;
+    let input = read_input(&args.context, args.file.as_deref())?;
+
+    // Outputs: explicit ones, --push, or rbuild's own image store.
+    let mut outputs: Vec<OutputSpec> = Vec::new();
+    for o in &args.outputs {
+        outputs.push(
+            rbuild_export::parse_output_spec(o)
+                .map_err(|e| anyhow::anyhow!("invalid --output {o:?}: {e}"))?,
+        );
+    }
+    if args.push {
+        outputs.push(
+            rbuild_export::parse_output_spec("type=registry")
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+        );
+    }
+    let tags: Vec<String> = args.tags.iter().map(|t| state::normalize_tag(t)).collect();
+
+    let env = open_env(cli)?;
+    let resolver = Resolver {
+        rt: env.rt.clone(),
+        client: env.client.clone(),
+        store: env.store.clone(),
+        refs_dir: env.root.join("refs"),
+        policy,
+    };
+    let opts = frontend_options(
+        &input.dockerfile_name,
+        args.target.clone(),
+        parse_build_args(&args.build_args),
+        args.platform.as_deref(),
+        parse_labels(&args.labels)?,
+    )?;
+    let lowered = rbuild_frontend::build(&input.dockerfile, &opts, &resolver)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut renderer = Renderer::new(mode);
+    for w in &lowered.warnings {
+        renderer.line(&format!("WARNING: {w}"));
+    }
+
+    let runtime = match args.runtime.as_deref() {
+        None | Some("embedded") => rbuild_exec::Runtime::Embedded,
+        Some("runc") => rbuild_exec::Runtime::External(PathBuf::from("runc")),
+        Some("crun") => rbuild_exec::Runtime::External(PathBuf::from("crun")),
+        Some(p) => rbuild_exec::Runtime::External(PathBuf::from(p)),
+    };
+    let executor = rbuild_exec::Executor::new(runtime, env.root.join("exec"))
+        .context("set up the RUN sandbox")?;
+    let mut contexts = BTreeMap::new();
+    if let Some(c) = &input.context {
+        contexts.insert(
+            "context".to_string(),
+            Arc::new(load_context(c, args.file.as_deref())?),
+        );
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let ops = Arc::new(Ops {
+        store: env.store.clone(),
+        snaps: rbuild_solver::snap::Snaps::open(&env.root).context("open the snapshotter")?,
+        index: rbuild_solver::index::CacheIndex::open(&env.root.join("index"))
+            .context("open the cache index")?,
+        registry: env.client.clone(),
+        executor: Arc::new(executor),
+        contexts,
+        secrets: BTreeMap::new(),
+        cache_mounts: env.root.join("cache-mounts"),
+        tmp: env.root.join("tmp"),
+        no_cache: args.no_cache,
+        events: tx,
+        hasher: Arc::new(rbuild_solver::checksum::ContextHasher::new()),
+        announced: Default::default(),
+    });
+    fs::create_dir_all(env.root.join("tmp"))?;
+    let graph = Arc::new(lowered.graph.clone());
+    let jobs = args.jobs.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+    });
+
+    let result = env.rt.block_on(async {
+        let solve =
+            rbuild_solver::scheduler::solve(graph.clone(), &lowered.root, ops.clone(), jobs);
+        tokio::pin!(solve);
+        loop {
+            tokio::select! {
+                r = &mut solve => {
+                    while let Ok(ev) = rx.try_recv() { renderer.event(&ev); }
+                    break r;
+                }
+                Some(ev) = rx.recv() => renderer.event(&ev),
+            }
+        }
+    });
+    let top = match result {
+        Ok(r) => r,
+        Err(rbuild_solver::scheduler::SolveError::Vertex { error, .. }) => {
+            return Err(render_solve_error(&error, &graph, &input.dockerfile));
+        }
+        Err(e) => bail!("failed to solve: {e}"),
+    };
+    let top = match top.value {
+        ResultValue::Snapshot(s) => s,
+        ResultValue::Local(_) => {
+            bail!("the build result is a local directory, not a root filesystem")
+        }
+    };
+
+    export(
+        &env,
+        &ops,
+        top.as_deref(),
+        &lowered,
+        &outputs,
+        &tags,
+        args,
+        &mut renderer,
+    )
+}
+
+fn layer_compression(outputs: &[OutputSpec]) -> Result<rbuild_cache::Compression> {
+    use rbuild_export::Compression as C;
+    match outputs.iter().find_map(|o| o.compression) {
+        None | Some(C::Gzip) => Ok(rbuild_cache::Compression::Gzip),
+        Some(C::Zstd) => Ok(rbuild_cache::Compression::Zstd),
+        Some(C::Uncompressed) => Ok(rbuild_cache::Compression::Uncompressed),
+        Some(C::Estargz) => {
+            bail!("compression=estargz is not supported; use gzip, zstd or uncompressed")
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn export(
+    env: &Env,
+    ops: &Ops,
+    top: Option<&str>,
+    lowered: &rbuild_frontend::LoweredBuild,
+    outputs: &[OutputSpec],
+    tags: &[String],
+    args: &BuildArgs,
+    renderer: &mut Renderer,
+) -> Result<()> {
+    let epoch = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.parse::<i64>().ok());
+    let records = ops
+        .layers(top, layer_compression(outputs)?, epoch)
+        .context("export layers")?;
+    let (config, layers) = normalize_history(lowered.config.clone(), records);
+    let assemble = |oci: bool| {
+        rbuild_export::assemble_image(
+            &env.store,
+            &config,
+            &layers,
+            &rbuild_export::AssembleOptions {
+                oci_mediatypes: oci,
+                source_date_epoch: epoch,
+                annotations: BTreeMap::new(),
+            },
+        )
+        .context("assemble the image")
+    };
+    let image = assemble(true)?;
+    let image_id = image.config.digest.clone();
+    renderer.line(&format!("#0 writing image {image_id} done"));
+
+    if outputs.is_empty() {
+        state::tag_image(&env.root, &image.manifest, tags)?;
+        for t in tags {
+            renderer.line(&format!("#0 naming to {t} done"));
+        }
+        if !args.quiet {
+            if let Some(t) = tags.first() {
+                eprintln!(
+                    "image {t} is in rbuild's store {root} (an OCI layout)\n  run it:    podman run --rm oci:{root}:{t}\n  save it:   rbuild build -t {t} -o type=oci,dest=image.tar <context>",
+                    root = env.root.display()
+                );
+            } else {
+                eprintln!("image {image_id} built (no -t given, so it was not named)");
+            }
+        }
+    }
+    for o in outputs {
+        let names: Vec<String> = if o.names.is_empty() {
+            tags.to_vec()
+        } else {
+            o.names.clone()
+        };
+        let image = if o.oci_mediatypes() {
+            image.clone()
+        } else {
+            assemble(false)?
+        };
+        if o.push {
+            if names.is_empty() {
+                bail!("--push needs a name: add -t NAME or --output type=registry,name=NAME");
+            }
+            for n in &names {
+                let r = rbuild_registry::Reference::parse(n)
+                    .with_context(|| format!("invalid image name {n:?}"))?;
+                let mut blobs = vec![image.config.clone()];
+                blobs.extend(image.layers.iter().cloned());
+                let d = env
+                    .rt
+                    .block_on(env.client.push_image(
+                        &r,
+                        &env.store,
+                        &image.manifest_json,
+                        &image.manifest.media_type,
+                        &blobs,
+                    ))
+                    .with_context(|| format!("push {r}"))?;
+                renderer.line(&format!("#0 pushing {r}@{d} done"));
+            }
+            continue;
+        }
+        if o.kind == OutputKind::Image {
+            state::tag_image(&env.root, &image.manifest, &names)?;
+            continue;
+        }
+        let spec = OutputSpec {
+            names: names.clone(),
+            ..o.clone()
+        };
+        let exporter = rbuild_export::exporter_for(&spec).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let scratch = env.root.join("tmp");
+        exporter
+            .export(&rbuild_export::ExportContext {
+                store: &env.store,
+                image: &image,
+                source_date_epoch: epoch,
+                scratch_dir: Some(&scratch),
+            })
+            .with_context(|| format!("export type={:?}", o.kind))?;
+        match &o.dest {
+            Some(rbuild_export::Destination::Path(p)) => {
+                renderer.line(&format!("#0 exporting to {} done", p.display()))
+            }
+            Some(rbuild_export::Destination::Stdout) | None => {}
+        }
+    }
+    if let Some(f) = &args.iidfile {
+        fs::write(f, image_id.to_string()).with_context(|| format!("write {}", f.display()))?;
+    }
+    if let Some(f) = &args.metadata_file {
+        let meta = serde_json::json!({
+            "containerimage.config.digest": image_id.to_string(),
+            "containerimage.digest": image.manifest.digest.to_string(),
+            "image.name": tags.join(","),
+        });
+        fs::write(f, serde_json::to_vec_pretty(&meta)?)
+            .with_context(|| format!("write {}", f.display()))?;
+    }
+    if args.quiet {
+        println!("{image_id}");
+    }
+    Ok(())
+}
+
+/// Match history entries to layers as BuildKit's exporter does: empty layers
+/// are dropped and their history entries marked `empty_layer`; history is
+/// padded at the start when a base image has more layers than entries.
+fn normalize_history(
+    mut config: rbuild_graph::ImageConfig,
+    records: Vec<rbuild_solver::index::LayerRecord>,
+) -> (rbuild_graph::ImageConfig, Vec<rbuild_export::Layer>) {
+    let non_empty = config.history.iter().filter(|h| !h.empty_layer).count();
+    if non_empty < records.len() {
+        let pad = records.len() - non_empty;
+        let mut h: Vec<_> = (0..pad)
+            .map(|_| rbuild_graph::HistoryEntry {
+                created: None,
+                created_by: None,
+                comment: None,
+                empty_layer: false,
+            })
+            .collect();
+        h.append(&mut config.history);
+        config.history = h;
+    } else if non_empty > records.len() {
+        // More entries than layers: the oldest entries lost their layers.
+        let mut extra = non_empty - records.len();
+        for h in config.history.iter_mut() {
+            if extra == 0 {
+                break;
+            }
+            if !h.empty_layer {
+                h.empty_layer = true;
+                extra -= 1;
+            }
+        }
+    }
+    let mut layers = Vec::new();
+    let mut it = records.into_iter();
+    for h in config.history.iter_mut() {
+        if h.empty_layer {
+            continue;
+        }
+        let Some(r) = it.next() else { break };
+        if r.empty {
+            h.empty_layer = true;
+        } else {
+            layers.push(rbuild_export::Layer {
+                diff_id: r.diff_id,
+                descriptor: r.descriptor,
+            });
+        }
+    }
+    (config, layers)
+}

@@ -1,0 +1,101 @@
+//! The walking skeleton, end to end: build examples/hello against the local
+//! registry, check the image with skopeo, and run it with podman.
+
+mod common;
+use common::*;
+
+fn inspect_config(reference: &str) -> serde_json::Value {
+    let out = cmd("skopeo", &["inspect", "--config", reference]);
+    serde_json::from_str(&out).expect("skopeo config json")
+}
+
+#[test]
+fn hello_builds_to_an_oci_archive_that_skopeo_and_podman_accept() {
+    require_root();
+    require_tool("skopeo", "skopeo");
+    require_tool("podman", "podman");
+    require_registry();
+    let rb = Rbuild::new();
+    let out = tempfile::tempdir().expect("tmp");
+    let oci = out.path().join("hello.tar");
+    let docker = out.path().join("hello-docker.tar");
+    rb.ok([
+        "build",
+        "-t",
+        "hello:latest",
+        "--output",
+        &format!("type=oci,dest={}", oci.display()),
+        "--output",
+        &format!("type=docker,dest={}", docker.display()),
+        "examples/hello",
+    ]);
+
+    let cfg = inspect_config(&format!("oci-archive:{}", oci.display()));
+    let env: Vec<String> = serde_json::from_value(cfg["config"]["Env"].clone()).expect("Env");
+    assert!(
+        env.contains(&"GREETING=hello from rbuild".to_string()),
+        "{env:?}"
+    );
+    assert!(env.contains(&"TARGET=world".to_string()), "{env:?}");
+    assert!(env.iter().any(|e| e.starts_with("PATH=")), "{env:?}");
+    assert_eq!(cfg["config"]["WorkingDir"], "/app");
+    assert_eq!(cfg["config"]["Cmd"], serde_json::json!(["/app/hello.sh"]));
+    assert_eq!(cfg["os"], "linux");
+
+    let info: serde_json::Value = serde_json::from_str(&cmd(
+        "skopeo",
+        &["inspect", &format!("oci-archive:{}", oci.display())],
+    ))
+    .expect("skopeo inspect json");
+    // busybox (1) + WORKDIR /app (new directory) + COPY + RUN.
+    assert_eq!(
+        info["Layers"].as_array().map(|l| l.len()),
+        Some(4),
+        "{info}"
+    );
+
+    let load = podman(&["load", "-i", &docker.to_string_lossy()]);
+    assert!(
+        load.status.success(),
+        "podman load: {}",
+        String::from_utf8_lossy(&load.stderr)
+    );
+    let run = podman(&[
+        "run",
+        "--rm",
+        "--ulimit",
+        "nofile=20000:20000",
+        "--ulimit",
+        "nproc=4096:4096",
+        "docker.io/library/hello:latest",
+    ]);
+    let _ = podman(&["rmi", "-f", "docker.io/library/hello:latest"]);
+    assert!(
+        run.status.success(),
+        "podman run: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&run.stdout).trim(),
+        "hello from rbuild, world! (built by rbuild)"
+    );
+}
+
+#[test]
+fn shorthand_stores_the_image_in_rbuilds_oci_layout() {
+    require_root();
+    require_tool("skopeo", "skopeo");
+    require_registry();
+    let rb = Rbuild::new();
+    let stderr = rb.ok(["-t", "hello", "examples/hello"]);
+    assert!(stderr.contains("hello:latest"), "{stderr}");
+    let cfg = inspect_config(&format!("oci:{}:hello:latest", rb.path().display()));
+    assert_eq!(cfg["config"]["Cmd"], serde_json::json!(["/app/hello.sh"]));
+    // A second build of the same input is fully cached.
+    let again = rb.ok(["-t", "hello", "--progress=plain", "examples/hello"]);
+    assert!(again.contains("CACHED"), "{again}");
+    assert!(
+        !again.contains("DONE"),
+        "nothing should run again:\n{again}"
+    );
+}
