@@ -301,7 +301,14 @@ fn errors_with_positions() {
         .contains("unsupported mount type \"bogus\""));
     assert!(err("FROM busybox\nRUN --mount=foo=bar,target=/x x\n")
         .contains("unexpected key 'foo' in 'foo=bar'"));
-    assert!(err("FROM busybox\nCOPY --from=3 a b\n").contains("Dockerfile:2:"));
+    assert!(
+        err("FROM busybox\nCOPY --from=3 a b\n").contains("Dockerfile:2:6: invalid stage index 3")
+    );
+    assert!(
+        err("ARG V=a\nFROM busybox AS a\nFROM busybox\nCOPY --from=$V a b\n").contains(
+            "Dockerfile:4:13: failed to parse stage name \"$V\": invalid reference format"
+        )
+    );
     assert!(err("FROM missing\n").contains("Dockerfile:1:6: missing: not found"));
     let f = Fake {
         calls: RefCell::new(Vec::new()),
@@ -317,7 +324,10 @@ fn errors_with_positions() {
     );
     assert!(err("").contains("file with no instructions"));
     assert!(err("RUN x\n").contains("no build stage in current context"));
-    assert_eq!(err("ARG A=1\n"), "Dockerfile: dockerfile contains no stages to build");
+    assert_eq!(
+        err("ARG A=1\n"),
+        "Dockerfile: dockerfile contains no stages to build"
+    );
     // Every syntax error of the file is reported, in order.
     let e = err("FROM a\nRUNN x\nCOPY a\nEXPOSE\n");
     assert_eq!(e.matches("Dockerfile:").count(), 3, "{e}");

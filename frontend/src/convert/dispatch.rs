@@ -26,17 +26,16 @@ fn err1(d: Diagnostic) -> FrontendError {
     FrontendError::single(d)
 }
 
-/// Resolve a `--from` value (expanded with the global args). `current` is the
-/// stage making the reference.
+/// Resolve a `--from` value. Like BuildKit, the value is not expanded: a
+/// stage name (case-insensitive), a stage index, a build context, or else an
+/// image reference. `current` is the stage making the reference.
 pub(crate) fn resolve_from(
     ctx: &Ctx<'_>,
     current: usize,
     raw: &str,
     line: usize,
 ) -> Result<FromRef, FrontendError> {
-    let v = Lexer::new(ctx.escape)
-        .process_word(raw, &ctx.global.map)
-        .map_err(|e| err1(ctx.diag(line, raw, e.to_string())))?;
+    let v = raw.to_string();
     if v.is_empty() {
         return Err(err1(ctx.diag(
             line,
@@ -80,6 +79,16 @@ pub(crate) fn resolve_from(
     }
     if ctx.named_context_value(&v).is_some() {
         return Ok(FromRef::Named(v));
+    }
+    let valid = v
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "._-/:@".contains(c));
+    if !valid {
+        return Err(err1(ctx.diag(
+            line,
+            raw,
+            format!("failed to parse stage name {v:?}: invalid reference format"),
+        )));
     }
     Ok(FromRef::Image(v))
 }

@@ -98,6 +98,19 @@ impl Lexer {
 
     /// Expand `word` against `env`.
     pub fn process(&self, word: &str, env: &dyn EnvGetter) -> Result<Expansion, ShellError> {
+        // Fast path: nothing to expand, unquote or unescape.
+        if !word.contains(['$', '\'', '"', self.escape]) {
+            return Ok(Expansion {
+                result: word.to_string(),
+                words: word
+                    .split(is_space)
+                    .filter(|w| !w.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+                matched: BTreeSet::new(),
+                unmatched: BTreeSet::new(),
+            });
+        }
         let mut sw = ShellWord {
             lex: self,
             chars: word.chars().collect(),
