@@ -165,6 +165,26 @@ fn frontend_options(
     platform: Option<&str>,
     labels: BTreeMap<String, String>,
 ) -> Result<rbuild_frontend::BuildOptions> {
+    frontend_options_full(
+        name,
+        target,
+        build_args,
+        platform,
+        labels,
+        BTreeMap::new(),
+        Vec::new(),
+    )
+}
+
+fn frontend_options_full(
+    name: &str,
+    target: Option<String>,
+    build_args: BTreeMap<String, String>,
+    platform: Option<&str>,
+    labels: BTreeMap<String, String>,
+    named_contexts: BTreeMap<String, String>,
+    no_cache_filter: Vec<String>,
+) -> Result<rbuild_frontend::BuildOptions> {
     let target_platform = match platform {
         Some(p) => Platform::parse(p)
             .with_context(|| format!("invalid --platform {p:?}: expected os/arch[/variant]"))?,
@@ -178,8 +198,8 @@ fn frontend_options(
         build_platform: Platform::host(),
         labels,
         context_name: "context".to_string(),
-        named_contexts: BTreeMap::new(),
-        no_cache_filter: Vec::new(),
+        named_contexts,
+        no_cache_filter,
     })
 }
 
@@ -278,6 +298,83 @@ fn render_solve_error(
     })
 }
 
+fn parse_kv(spec: &str) -> BTreeMap<String, String> {
+    spec.split(',')
+        .filter_map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        })
+        .collect()
+}
+
+/// `--secret id=ID,src=PATH`, `id=ID,env=VAR`, or `id=ID` (from env var ID).
+fn parse_secrets(specs: &[String]) -> Result<BTreeMap<String, Vec<u8>>> {
+    let mut out = BTreeMap::new();
+    for spec in specs {
+        let kv = parse_kv(spec);
+        let id = kv
+            .get("id")
+            .cloned()
+            .with_context(|| format!("invalid --secret {spec:?}: id= is required"))?;
+        let value = if let Some(src) = kv.get("src").or_else(|| kv.get("source")) {
+            fs::read(src).with_context(|| format!("--secret {id}: read {src}"))?
+        } else if let Some(var) = kv.get("env") {
+            std::env::var(var)
+                .with_context(|| format!("--secret {id}: environment variable {var} is not set"))?
+                .into_bytes()
+        } else if let Ok(v) = std::env::var(&id) {
+            v.into_bytes()
+        } else {
+            bail!("invalid --secret {spec:?}: give src=PATH or env=VAR");
+        };
+        out.insert(id, value);
+    }
+    Ok(out)
+}
+
+/// `--ssh default` (the agent at $SSH_AUTH_SOCK) or `--ssh ID=PATH`.
+fn parse_ssh(specs: &[String]) -> Result<BTreeMap<String, PathBuf>> {
+    let mut out = BTreeMap::new();
+    for spec in specs {
+        let (id, path) = match spec.split_once('=') {
+            Some((id, p)) => (id.to_string(), PathBuf::from(p)),
+            None => {
+                let sock = std::env::var_os("SSH_AUTH_SOCK")
+                    .with_context(|| format!("--ssh {spec}: SSH_AUTH_SOCK is not set"))?;
+                (spec.clone(), PathBuf::from(sock))
+            }
+        };
+        out.insert(id, path);
+    }
+    Ok(out)
+}
+
+/// `RUN --security=insecure` needs `--allow security.insecure`, and
+/// `RUN --network=host` needs `--allow network.host`, as in BuildKit.
+fn check_entitlements(graph: &BuildGraph, allow: &[String]) -> Result<()> {
+    for (d, v) in &graph.vertices {
+        if let rbuild_graph::Op::Exec(e) = &v.op {
+            let at = graph
+                .meta
+                .get(d)
+                .and_then(|m| m.location.as_ref())
+                .map(|l| format!("{}:{}: ", l.file, l.line))
+                .unwrap_or_default();
+            if e.security == rbuild_graph::SecurityMode::Insecure
+                && !allow.iter().any(|a| a == "security.insecure")
+            {
+                bail!("{at}RUN --security=insecure needs --allow security.insecure");
+            }
+            if e.network == rbuild_graph::NetworkMode::Host
+                && !allow.iter().any(|a| a == "network.host")
+            {
+                bail!("{at}RUN --network=host needs --allow network.host");
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The context directory with its `.dockerignore` (or
 /// `<Dockerfile>.dockerignore` next to the Dockerfile, which wins).
 fn load_context(dir: &Path, dockerfile: Option<&Path>) -> Result<rbuild_solver::ops::LocalContext> {
@@ -336,15 +433,30 @@ pub fn run(cli: &Cli, args: &BuildArgs) -> Result<()> {
         refs_dir: env.root.join("refs"),
         policy,
     };
-    let opts = frontend_options(
+    let mut named = BTreeMap::new();
+    for c in &args.build_contexts {
+        let (k, v) = c.split_once('=').with_context(|| {
+            format!("invalid --build-context {c:?}: expected NAME=PATH or NAME=docker-image://REF")
+        })?;
+        named.insert(k.to_string(), v.to_string());
+    }
+    let no_cache_filter = if args.no_cache {
+        Vec::new()
+    } else {
+        args.no_cache_filter.clone()
+    };
+    let opts = frontend_options_full(
         &input.dockerfile_name,
         args.target.clone(),
         parse_build_args(&args.build_args),
         args.platform.as_deref(),
         parse_labels(&args.labels)?,
+        named.clone(),
+        no_cache_filter,
     )?;
     let lowered = rbuild_frontend::build(&input.dockerfile, &opts, &resolver)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    check_entitlements(&lowered.graph, &args.allow)?;
     let mut renderer = Renderer::new(mode);
     for w in &lowered.warnings {
         renderer.line(&format!("WARNING: {w}"));
@@ -365,7 +477,14 @@ pub fn run(cli: &Cli, args: &BuildArgs) -> Result<()> {
             Arc::new(load_context(c, args.file.as_deref())?),
         );
     }
+    for (k, v) in &named {
+        let dir = Path::new(v);
+        if !v.contains("://") && dir.is_dir() {
+            contexts.insert(format!("context:{k}"), Arc::new(load_context(dir, None)?));
+        }
+    }
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let cancel = rbuild_exec::CancelToken::new();
     let ops = Arc::new(Ops {
         store: env.store.clone(),
         snaps: rbuild_solver::snap::Snaps::open(&env.root).context("open the snapshotter")?,
@@ -374,7 +493,13 @@ pub fn run(cli: &Cli, args: &BuildArgs) -> Result<()> {
         registry: env.client.clone(),
         executor: Arc::new(executor),
         contexts,
-        secrets: BTreeMap::new(),
+        secrets: parse_secrets(&args.secrets)?,
+        ssh: parse_ssh(&args.ssh)?,
+        network: match args.network.as_str() {
+            "none" => rbuild_exec::Network::None,
+            _ => rbuild_exec::Network::Host,
+        },
+        cancel: cancel.clone(),
         cache_mounts: env.root.join("cache-mounts"),
         tmp: env.root.join("tmp"),
         no_cache: args.no_cache,
@@ -459,7 +584,20 @@ fn export(
     let records = ops
         .layers(top, layer_compression(outputs)?, epoch)
         .context("export layers")?;
-    let (config, layers) = normalize_history(lowered.config.clone(), records);
+    let (mut config, layers) = normalize_history(lowered.config.clone(), records);
+    // BuildKit stamps the image and the entries this build added with the
+    // build time (SOURCE_DATE_EPOCH, when set, overrides it at assembly).
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let stamp = rbuild_export::format_rfc3339(now);
+    config.created = Some(stamp.clone());
+    for h in config.history.iter_mut() {
+        if h.created.is_none() && h.comment.as_deref() == Some("buildkit.dockerfile.v0") {
+            h.created = Some(stamp.clone());
+        }
+    }
     let assemble = |oci: bool| {
         rbuild_export::assemble_image(
             &env.store,

@@ -36,6 +36,53 @@ pub enum Command {
     /// Inspect what a Dockerfile lowers to.
     #[command(subcommand)]
     Debug(DebugCommand),
+    /// Show the disk space used by blobs and snapshots.
+    Du,
+    /// Remove build cache.
+    Prune(PruneArgs),
+    /// Log in to a registry (writes $DOCKER_CONFIG/config.json like docker).
+    Login(LoginArgs),
+    /// Log out from a registry.
+    Logout {
+        /// The registry (default docker.io).
+        server: Option<String>,
+    },
+    /// Print a shell completion script.
+    Completion {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Options of `rbuild prune`.
+#[derive(Args, Debug)]
+pub struct PruneArgs {
+    /// Remove all build cache, not only leftovers of interrupted builds
+    /// (images tagged in rbuild's store are always kept).
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    /// Keep this much (e.g. 10GB, 512MB); implies --all.
+    #[arg(long, value_name = "SIZE")]
+    pub keep_storage: Option<String>,
+    /// Only remove what is older than a duration: until=24h.
+    #[arg(long, value_name = "until=DURATION")]
+    pub filter: Vec<String>,
+}
+
+/// Options of `rbuild login`.
+#[derive(Args, Debug)]
+pub struct LoginArgs {
+    /// The registry (default docker.io).
+    pub server: Option<String>,
+    /// Username.
+    #[arg(short, long)]
+    pub username: Option<String>,
+    /// Password (prefer --password-stdin).
+    #[arg(short, long)]
+    pub password: Option<String>,
+    /// Read the password from standard input.
+    #[arg(long)]
+    pub password_stdin: bool,
 }
 
 /// `rbuild debug …`.
@@ -126,12 +173,39 @@ pub struct BuildArgs {
     /// RUN runtime: embedded (default), runc, crun or a path to an OCI runtime.
     #[arg(long, env = "RBUILD_RUNTIME")]
     pub runtime: Option<String>,
+    /// Secret for RUN --mount=type=secret: id=ID,src=PATH or id=ID,env=VAR.
+    #[arg(long = "secret", value_name = "id=ID,src=PATH|env=VAR")]
+    pub secrets: Vec<String>,
+    /// SSH agent socket for RUN --mount=type=ssh: default or ID=PATH.
+    #[arg(long = "ssh", value_name = "default|ID=PATH")]
+    pub ssh: Vec<String>,
+    /// Network for RUN steps: default, none or host.
+    #[arg(long, default_value = "default", value_parser = ["default", "none", "host"])]
+    pub network: String,
+    /// Extra privileges: security.insecure, network.host.
+    #[arg(long = "allow", value_name = "ENTITLEMENT")]
+    pub allow: Vec<String>,
+    /// Do not use the cache for these stages.
+    #[arg(long = "no-cache-filter", value_name = "STAGE", value_delimiter = ',')]
+    pub no_cache_filter: Vec<String>,
+    /// Extra build contexts: name=path or name=docker-image://ref.
+    #[arg(long = "build-context", value_name = "NAME=VALUE")]
+    pub build_contexts: Vec<String>,
 }
 
 /// Turn docker's habit `rbuild -t app .` into `rbuild build -t app .`: when
 /// the first argument is not a subcommand or a top-level flag, insert `build`.
 pub fn normalize_args(mut args: Vec<String>) -> Vec<String> {
-    const SUBCOMMANDS: &[&str] = &["build", "debug", "help"];
+    const SUBCOMMANDS: &[&str] = &[
+        "build",
+        "debug",
+        "du",
+        "prune",
+        "login",
+        "logout",
+        "completion",
+        "help",
+    ];
     const TOP_FLAGS: &[&str] = &["-h", "--help", "-V", "--version"];
     // Skip global options (with their values) to find the first real word.
     let mut i = 1;

@@ -1,6 +1,7 @@
 //! The `rbuild` command: parses the command line, wires the crates together,
 //! renders progress and maps errors to exit codes. The only crate that prints.
 
+mod admin;
 mod build;
 mod cli;
 mod progress;
@@ -53,6 +54,20 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         cli::Command::Build(b) => build::run(&cli, b),
         cli::Command::Debug(d) => build::debug(&cli, d),
+        cli::Command::Du => admin::du(&cli),
+        cli::Command::Prune(p) => admin::prune(&cli, p),
+        cli::Command::Login(l) => admin::login(&cli, l),
+        cli::Command::Logout { server } => admin::logout(&cli, server.as_deref()),
+        cli::Command::Completion { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                *shell,
+                &mut cli::Cli::command(),
+                "rbuild",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -302,7 +302,7 @@ fn errors_with_positions() {
     assert!(err("FROM busybox\nRUN --mount=foo=bar,target=/x x\n")
         .contains("unexpected key 'foo' in 'foo=bar'"));
     assert!(
-        err("FROM busybox\nCOPY --from=3 a b\n").contains("Dockerfile:2:6: invalid stage index 3")
+        err("FROM busybox\nCOPY --from=3 a b\n").contains("Dockerfile:2:13: invalid stage index 3")
     );
     assert!(
         err("ARG V=a\nFROM busybox AS a\nFROM busybox\nCOPY --from=$V a b\n").contains(

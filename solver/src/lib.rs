@@ -72,6 +72,9 @@ pub enum Error {
     /// A required secret or ssh agent was not provided.
     #[error("secret {0} not found (pass it with --secret id={0},src=FILE)")]
     MissingSecret(String),
+    /// The build was interrupted.
+    #[error("cancelled")]
+    Cancelled,
     /// A feature the solver does not implement yet.
     #[error("not supported yet: {0}")]
     Unsupported(String),

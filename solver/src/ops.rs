@@ -69,6 +69,12 @@ pub struct Ops {
     pub contexts: BTreeMap<String, Arc<LocalContext>>,
     /// Secret id → value.
     pub secrets: BTreeMap<String, Vec<u8>>,
+    /// SSH id → agent socket.
+    pub ssh: BTreeMap<String, PathBuf>,
+    /// Network of RUN steps whose Dockerfile says `default`.
+    pub network: rbuild_exec::Network,
+    /// Cancels running steps (Ctrl-C).
+    pub cancel: rbuild_exec::CancelToken,
     /// Directory for cache mounts (`RUN --mount=type=cache`).
     pub cache_mounts: PathBuf,
     /// Scratch space for mount points and secrets.
@@ -207,6 +213,20 @@ impl Ops {
         }
     }
 
+    /// The snapshot name of a result: its cache key, made unique when the
+    /// cache is bypassed so an older result with the same key is replaced.
+    fn result_name(&self, prefix: &str, key: &Digest, meta: &VertexMeta) -> String {
+        if self.no_cache || meta.ignore_cache {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0);
+            format!("{prefix}-{}-{}-{nanos:x}", key.hex(), std::process::id())
+        } else {
+            format!("{prefix}-{}", key.hex())
+        }
+    }
+
     fn started(&self, vertex: &Digest, meta: &VertexMeta) -> Instant {
         self.emit(Event::Started {
             vertex: vertex.clone(),
@@ -291,7 +311,7 @@ impl Ops {
         let t = self.started(vertex, meta);
         let work = self.snaps.prepare(parent.as_deref())?;
         let result = self.exec_in(vertex, e, inputs, &work.mountpoint, meta);
-        let name = format!("run-{}", key.hex());
+        let name = self.result_name("run", &key, meta);
         let committed = match result {
             Ok(()) => self.snaps.commit(work, &name),
             Err(err) => {
@@ -370,6 +390,18 @@ impl Ops {
                     let dir = self
                         .cache_mounts
                         .join(Digest::sha256_of(id.as_bytes()).hex());
+                    // --no-cache starts cache mounts empty, once per build.
+                    if self.no_cache
+                        && self
+                            .announced
+                            .lock()
+                            .map(|mut a| {
+                                a.insert(Digest::sha256_of(format!("cache-mount:{id}").as_bytes()))
+                            })
+                            .unwrap_or(false)
+                    {
+                        let _ = std::fs::remove_dir_all(&dir);
+                    }
                     if !dir.exists() {
                         std::fs::create_dir_all(&dir)
                             .map_err(|e| Error::Io("cache mount".into(), e))?;
@@ -422,22 +454,18 @@ impl Ops {
                         scratch_dirs.push(d);
                     }
                 }
-                MountKind::Ssh { id, required, .. } => {
-                    let sock = std::env::var_os("SSH_AUTH_SOCK").filter(|_| id == "default");
-                    match sock {
-                        Some(s) => mounts.push(rbuild_exec::ExecMount::Bind {
-                            source: PathBuf::from(s),
-                            target: if m.target.is_empty() {
-                                "/run/buildkit/ssh_agent.0".into()
-                            } else {
-                                m.target.clone()
-                            },
-                            readonly: false,
-                        }),
-                        None if *required => return Err(Error::MissingSecret(format!("ssh:{id}"))),
-                        None => {}
-                    }
-                }
+                MountKind::Ssh { id, required, .. } => match self.ssh.get(id) {
+                    Some(s) => mounts.push(rbuild_exec::ExecMount::Socket {
+                        source: s.clone(),
+                        target: if m.target.is_empty() {
+                            "/run/buildkit/ssh_agent.0".into()
+                        } else {
+                            m.target.clone()
+                        },
+                    }),
+                    None if *required => return Err(Error::MissingSecret(format!("ssh:{id}"))),
+                    None => {}
+                },
             }
         }
         let req = rbuild_exec::RunRequest {
@@ -451,16 +479,17 @@ impl Ops {
             mounts,
             network: match e.network {
                 NetworkMode::None => rbuild_exec::Network::None,
-                NetworkMode::Default | NetworkMode::Host => rbuild_exec::Network::Host,
+                NetworkMode::Host => rbuild_exec::Network::Host,
+                NetworkMode::Default => self.network,
             },
             insecure: e.security == SecurityMode::Insecure,
             hostname: rbuild_exec::DEFAULT_HOSTNAME.to_string(),
             extra_hosts: e.meta.extra_hosts.clone(),
         };
         let mut tail: VecDeque<u8> = VecDeque::new();
-        let status = self
-            .executor
-            .run(&req, &mut |chunk: rbuild_exec::OutputChunk| {
+        let status = self.executor.run_cancellable(
+            &req,
+            &mut |chunk: rbuild_exec::OutputChunk| {
                 tail.extend(chunk.data.iter().copied());
                 while tail.len() > 64 * 1024 {
                     tail.pop_front();
@@ -473,11 +502,16 @@ impl Ops {
                     },
                     data: chunk.data,
                 });
-            });
+            },
+            &self.cancel,
+        );
         for v in views {
             self.snaps.release_view(v);
         }
         drop(scratch_dirs);
+        if self.cancel.is_cancelled() {
+            return Err(Error::Cancelled);
+        }
         let status = status.map_err(|err| Error::Exec {
             vertex: vertex.clone(),
             command: e.meta.args.clone(),
@@ -536,7 +570,7 @@ impl Ops {
         let t = self.started(vertex, meta);
         let work = self.snaps.prepare(parent.as_deref())?;
         let result = self.file_in(f, inputs, &work.mountpoint);
-        let name = format!("file-{}", key.hex());
+        let name = self.result_name("file", &key, meta);
         let committed = match result {
             Ok(()) => self.snaps.commit(work, &name)?,
             Err(err) => {

@@ -1,0 +1,203 @@
+//! RUN through the whole product: secrets, cache mounts, network modes,
+//! entitlements and whiteouts, checked on the exported image.
+
+mod common;
+use common::*;
+use std::path::Path;
+
+fn dockerfile(dir: &Path, body: &str) {
+    std::fs::write(
+        dir.join("Dockerfile"),
+        format!("FROM {}/library/busybox:latest\n{body}", registry()),
+    )
+    .expect("write Dockerfile");
+}
+
+#[test]
+fn secret_is_readable_in_run_and_absent_from_image_history_and_graph() {
+    require_root();
+    require_registry();
+    let rb = Rbuild::new();
+    let ctx = tempfile::tempdir().expect("tmp");
+    let secret = ctx.path().join("token.txt");
+    std::fs::write(&secret, "hunter2-secret-value").expect("write");
+    dockerfile(
+        ctx.path(),
+        // The Dockerfile must not contain the value: compare lengths and a checksum.
+        "RUN --mount=type=secret,id=tok,required=true wc -c < /run/secrets/tok > /used && md5sum < /run/secrets/tok | cut -c1-8 >> /used\n\
+         RUN --mount=type=secret,id=tok,env=TOK test \"${#TOK}\" = 20\n",
+    );
+    let out = tempfile::tempdir().expect("tmp");
+    let oci = out.path().join("img");
+    let ctx_s = ctx.path().to_string_lossy().to_string();
+    rb.ok([
+        "build",
+        "--secret",
+        &format!("id=tok,src={}", secret.display()),
+        "-o",
+        &format!("type=oci,tar=false,dest={}", oci.display()),
+        &ctx_s,
+    ]);
+    // Nowhere in the image (layers are gzip: unpack them) nor its config.
+    let rootfs = out.path().join("rootfs");
+    rb.ok([
+        "build",
+        "--secret",
+        &format!("id=tok,src={}", secret.display()),
+        "-o",
+        &format!("type=local,dest={}", rootfs.display()),
+        &ctx_s,
+    ]);
+    let md5 = cmd(
+        "sh",
+        &["-c", &format!("md5sum < {} | cut -c1-8", secret.display())],
+    );
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("used")).expect("used"),
+        format!("20\n{md5}")
+    );
+    let grep = std::process::Command::new("grep")
+        .args(["-r", "-l", "hunter2"])
+        .arg(&rootfs)
+        .arg(&oci)
+        .arg(rb.path().join("index"))
+        .output()
+        .expect("grep");
+    assert!(
+        grep.stdout.is_empty(),
+        "secret leaked into: {}",
+        String::from_utf8_lossy(&grep.stdout)
+    );
+    let graph = rb.run(["debug", "graph", &ctx_s]);
+    assert!(
+        graph.status.success(),
+        "{}",
+        String::from_utf8_lossy(&graph.stderr)
+    );
+    assert!(!String::from_utf8_lossy(&graph.stdout).contains("hunter2"));
+    // A required secret that is not given fails with its id.
+    let missing = rb.run(["build", "--no-cache", &ctx_s]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("secret tok not found"));
+}
+
+#[test]
+fn cache_mount_persists_across_builds_and_no_cache_empties_it() {
+    require_root();
+    require_registry();
+    let rb = Rbuild::new();
+    let ctx = tempfile::tempdir().expect("tmp");
+    let ctx_s = ctx.path().to_string_lossy().to_string();
+    let rootfs = tempfile::tempdir().expect("tmp");
+    let dest = format!("type=local,dest={}", rootfs.path().display());
+    for (i, want) in [(1, "1"), (2, "2")] {
+        dockerfile(
+            ctx.path(),
+            &format!("RUN --mount=type=cache,id=c1,target=/var/cache/x echo {i} >> /var/cache/x/log && wc -l < /var/cache/x/log > /count\n"),
+        );
+        rb.ok(["build", "-o", &dest, &ctx_s]);
+        let count = std::fs::read_to_string(rootfs.path().join("count")).expect("count");
+        assert_eq!(count.trim(), want, "build {i}");
+        assert!(
+            !rootfs.path().join("var/cache/x/log").exists(),
+            "cache content must not reach the layer"
+        );
+    }
+    rb.ok(["build", "--no-cache", "-o", &dest, &ctx_s]);
+    let count = std::fs::read_to_string(rootfs.path().join("count")).expect("count");
+    assert_eq!(count.trim(), "1", "--no-cache starts cache mounts empty");
+}
+
+#[test]
+fn network_modes_hostname_and_entitlements() {
+    require_root();
+    require_registry();
+    let rb = Rbuild::new();
+    let ctx = tempfile::tempdir().expect("tmp");
+    let ctx_s = ctx.path().to_string_lossy().to_string();
+    let rootfs = tempfile::tempdir().expect("tmp");
+    dockerfile(
+        ctx.path(),
+        "RUN --network=none ls /sys/class/net > /nets\nRUN hostname > /host && ps -o pid= | wc -l > /procs\n",
+    );
+    rb.ok([
+        "build",
+        "-o",
+        &format!("type=local,dest={}", rootfs.path().display()),
+        &ctx_s,
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(rootfs.path().join("nets")).expect("nets"),
+        "lo\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(rootfs.path().join("host")).expect("host"),
+        "buildkitsandbox\n"
+    );
+    // sh, ps and wc: only the step's own processes are visible.
+    let procs: u32 = std::fs::read_to_string(rootfs.path().join("procs"))
+        .expect("procs")
+        .trim()
+        .parse()
+        .expect("n");
+    assert!(procs <= 4, "saw {procs} processes");
+    assert!(
+        !rootfs.path().join("etc/hosts").exists()
+            || std::fs::metadata(rootfs.path().join("etc/hosts")).is_ok()
+    );
+
+    dockerfile(ctx.path(), "RUN --security=insecure true\n");
+    let denied = rb.run(["build", &ctx_s]);
+    assert_eq!(denied.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&denied.stderr);
+    assert!(err.contains("--allow security.insecure"), "{err}");
+    assert!(err.contains("Dockerfile:2"), "{err}");
+    rb.ok(["build", "--allow", "security.insecure", &ctx_s]);
+}
+
+#[test]
+fn deleting_a_base_file_becomes_a_whiteout() {
+    require_root();
+    require_registry();
+    let rb = Rbuild::new();
+    let ctx = tempfile::tempdir().expect("tmp");
+    let ctx_s = ctx.path().to_string_lossy().to_string();
+    dockerfile(ctx.path(), "RUN rm /bin/vi && echo new > /etc/motd\n");
+    let out = tempfile::tempdir().expect("tmp");
+    let layout = out.path().join("img");
+    rb.ok([
+        "build",
+        "-o",
+        &format!("type=oci,tar=false,dest={}", layout.display()),
+        &ctx_s,
+    ]);
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).expect("index"))
+            .expect("json");
+    let blob = |d: &str| {
+        layout
+            .join("blobs/sha256")
+            .join(d.trim_start_matches("sha256:"))
+    };
+    let mdigest = index["manifests"][0]["digest"]
+        .as_str()
+        .expect("digest")
+        .to_string();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(blob(&mdigest)).expect("manifest")).expect("json");
+    let layers = manifest["layers"].as_array().expect("layers");
+    let last = layers.last().expect("a layer")["digest"]
+        .as_str()
+        .expect("digest")
+        .to_string();
+    let listing = cmd("tar", &["-tzf", &blob(&last).to_string_lossy()]);
+    let entries: Vec<&str> = listing.lines().collect();
+    assert!(entries.contains(&"bin/.wh.vi"), "{entries:?}");
+    assert!(entries.contains(&"etc/motd"), "{entries:?}");
+    assert!(
+        !entries
+            .iter()
+            .any(|e| e.contains("hosts") || e.contains("resolv.conf")),
+        "{entries:?}"
+    );
+}
