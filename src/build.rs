@@ -417,6 +417,11 @@ pub fn run(cli: &Cli, args: &BuildArgs) -> Result<()> {
                 .map_err(|e| anyhow::anyhow!("invalid --output {o:?}: {e}"))?,
         );
     }
+    if args.load {
+        outputs.push(
+            rbuild_export::parse_output_spec("type=image").map_err(|e| anyhow::anyhow!("{e}"))?,
+        );
+    }
     if args.push {
         outputs.push(
             rbuild_export::parse_output_spec("type=registry")

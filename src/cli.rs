@@ -143,7 +143,8 @@ pub struct BuildArgs {
     /// Shorthand for --output=type=registry.
     #[arg(long)]
     pub push: bool,
-    /// Shorthand for --output=type=docker (accepted for compatibility).
+    /// Tag the result into rbuild's own image store (what happens anyway
+    /// when no --output is given; rbuild has no daemon to load into).
     #[arg(long)]
     pub load: bool,
     /// Do not use the cache.

@@ -130,6 +130,36 @@ fn go_app_builds_runs_and_rebuilds_incrementally() {
         "{changed}"
     );
     assert_eq!(ran.len(), 3, "only the dependent steps run: {ran:?}");
+    // Every miss says why.
+    assert!(
+        changed.contains("cache miss: files changed: main.go"),
+        "{changed}"
+    );
+    assert!(
+        changed.contains("cache miss: an earlier step or the base image changed"),
+        "{changed}"
+    );
+
+    // A changed build arg used by a RUN is named.
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        std::fs::read_to_string(ctx.path().join("Dockerfile"))
+            .expect("read")
+            .replace("RUN CGO_ENABLED=0", "ARG VERSION=1\nRUN CGO_ENABLED=0"),
+    )
+    .expect("write");
+    rb.ok(["build", "--build-arg", "VERSION=1", &ctx_s]);
+    let bumped = rb.ok([
+        "build",
+        "--progress=plain",
+        "--build-arg",
+        "VERSION=2",
+        &ctx_s,
+    ]);
+    assert!(
+        bumped.contains("cache miss: build arg or env changed: VERSION"),
+        "{bumped}"
+    );
     assert_eq!(
         run_image(&archive, "docker.io/rbuild-test/go-app:1"),
         "hello, world, from Go again (uid 1000)"

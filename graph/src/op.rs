@@ -52,57 +52,57 @@ pub enum SourceOp {
 /// An image from a registry.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageSource {
+    /// The platform to select from an index.
+    pub platform: Platform,
     /// Normalized reference, pinned by digest when the frontend resolved it
     /// (e.g. `127.0.0.1:5000/library/busybox:latest@sha256:…`).
     pub reference: String,
-    /// The platform to select from an index.
-    pub platform: Platform,
 }
 
 /// A named local directory (`context`, or a `--build-context name=path`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LocalSource {
-    /// The name the CLI maps to a host path; the path itself is never hashed.
-    pub name: String,
-    /// Only these patterns are transferred (empty: everything).
-    pub include_patterns: Vec<String>,
     /// `.dockerignore` patterns.
     pub exclude_patterns: Vec<String>,
+    /// Only these patterns are transferred (empty: everything).
+    pub include_patterns: Vec<String>,
+    /// The name the CLI maps to a host path; the path itself is never hashed.
+    pub name: String,
 }
 
 /// A git repository source.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GitSource {
-    /// Remote URL.
-    pub remote: String,
-    /// Branch, tag or commit.
-    pub reference: Option<String>,
-    /// Sub directory of the checkout to use.
-    pub subdir: Option<String>,
     /// Keep the `.git` directory.
     pub keep_git_dir: bool,
+    /// Branch, tag or commit.
+    pub reference: Option<String>,
+    /// Remote URL.
+    pub remote: String,
+    /// Sub directory of the checkout to use.
+    pub subdir: Option<String>,
 }
 
 /// A remote file source.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HttpSource {
-    /// The URL.
-    pub url: String,
     /// Expected digest of the content, if given (`ADD --checksum`).
     pub checksum: Option<crate::Digest>,
-    /// File name to store the content under.
-    pub filename: Option<String>,
     /// Mode of the stored file.
     pub chmod: Option<u32>,
+    /// File name to store the content under.
+    pub filename: Option<String>,
+    /// The URL.
+    pub url: String,
 }
 
 /// An OS/architecture pair, e.g. `linux/amd64` or `linux/arm64/v8`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Platform {
-    /// Operating system (`linux`).
-    pub os: String,
     /// CPU architecture in GOARCH form (`amd64`, `arm64`).
     pub architecture: String,
+    /// Operating system (`linux`).
+    pub os: String,
     /// Variant (`v7`, `v8`), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variant: Option<String>,
@@ -172,18 +172,18 @@ pub struct ExecOp {
 pub struct ExecMeta {
     /// argv.
     pub args: Vec<String>,
-    /// Environment, in order, as (name, value).
-    pub env: Vec<(String, String)>,
     /// Working directory (absolute).
     pub cwd: String,
-    /// User spec (`name`, `uid`, `uid:gid`, `name:group`); empty means root.
-    pub user: String,
+    /// Environment, in order, as (name, value).
+    pub env: Vec<(String, String)>,
     /// Extra `/etc/hosts` entries, as (host, ip).
     pub extra_hosts: Vec<(String, String)>,
     /// Proxy variables (HTTP_PROXY …) given as build args but not declared:
     /// passed to the process, never hashed, never in history.
     #[serde(skip)]
     pub proxy_env: Vec<(String, String)>,
+    /// User spec (`name`, `uid`, `uid:gid`, `name:group`); empty means root.
+    pub user: String,
 }
 
 /// A mount of an exec op.
@@ -191,12 +191,12 @@ pub struct ExecMeta {
 pub struct Mount {
     /// The input providing the content; `None` for an empty directory.
     pub input: Option<InputIndex>,
+    /// What kind of mount.
+    pub kind: MountKind,
     /// Path inside the input to mount (`/` for all of it).
     pub selector: String,
     /// Absolute path inside the container.
     pub target: String,
-    /// What kind of mount.
-    pub kind: MountKind,
 }
 
 /// The kind of an exec mount.
@@ -211,18 +211,18 @@ pub enum MountKind {
     },
     /// A persistent cache directory shared between builds.
     Cache {
-        /// Cache id (defaults to the target path).
-        id: String,
-        /// How concurrent users share it.
-        sharing: CacheSharing,
-        /// Mode of a newly created cache directory.
-        mode: u32,
-        /// Owner uid of a newly created cache directory.
-        uid: u32,
         /// Owner gid of a newly created cache directory.
         gid: u32,
+        /// Cache id (defaults to the target path).
+        id: String,
+        /// Mode of a newly created cache directory.
+        mode: u32,
         /// Read-only.
         readonly: bool,
+        /// How concurrent users share it.
+        sharing: CacheSharing,
+        /// Owner uid of a newly created cache directory.
+        uid: u32,
     },
     /// A tmpfs.
     Tmpfs {
@@ -231,31 +231,31 @@ pub enum MountKind {
     },
     /// A secret file or env variable; the value is never part of the graph.
     Secret {
-        /// Secret id.
-        id: String,
         /// Expose as this environment variable instead of / as well as a file.
         env: Option<String>,
-        /// Fail if the secret is not provided.
-        required: bool,
-        /// File mode.
-        mode: u32,
-        /// Owner uid.
-        uid: u32,
         /// Owner gid.
         gid: u32,
+        /// Secret id.
+        id: String,
+        /// File mode.
+        mode: u32,
+        /// Fail if the secret is not provided.
+        required: bool,
+        /// Owner uid.
+        uid: u32,
     },
     /// An SSH agent socket.
     Ssh {
-        /// SSH id (`default`).
-        id: String,
-        /// Fail if no agent is provided.
-        required: bool,
-        /// Socket mode.
-        mode: u32,
-        /// Owner uid.
-        uid: u32,
         /// Owner gid.
         gid: u32,
+        /// SSH id (`default`).
+        id: String,
+        /// Socket mode.
+        mode: u32,
+        /// Fail if no agent is provided.
+        required: bool,
+        /// Owner uid.
+        uid: u32,
     },
 }
 
@@ -299,10 +299,10 @@ pub enum SecurityMode {
 /// File actions applied in order to a base filesystem.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileOp {
-    /// The filesystem the actions modify; `None` starts from scratch.
-    pub base: Option<InputIndex>,
     /// The actions, in order.
     pub actions: Vec<FileAction>,
+    /// The filesystem the actions modify; `None` starts from scratch.
+    pub base: Option<InputIndex>,
 }
 
 /// One file action.
@@ -322,10 +322,10 @@ pub enum FileAction {
 /// Owner of created files: a user and optional group, by id or name.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Chown {
-    /// The user.
-    pub user: UserRef,
     /// The group (defaults to the user's primary group, or the same id).
     pub group: Option<UserRef>,
+    /// The user.
+    pub user: UserRef,
 }
 
 /// A user or group, by numeric id or by name (resolved in the destination).
@@ -351,72 +351,72 @@ pub enum Chmod {
 /// Copy files from an input into the base.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CopyAction {
-    /// The input to copy from.
-    pub source: InputIndex,
-    /// Path (may contain wildcards) in the source.
-    pub src: String,
-    /// Destination path in the base; a trailing `/` means "into this directory".
-    pub dest: String,
-    /// Owner of the copied files (default: keep the source owner for
-    /// COPY --from, root for the context).
-    pub owner: Option<Chown>,
-    /// Mode override.
-    pub mode: Option<Chmod>,
-    /// Follow a symlink given as `src`.
-    pub follow_symlinks: bool,
-    /// A source directory copies its contents, not itself.
-    pub dir_copy_contents: bool,
+    /// A wildcard that matches nothing is not an error.
+    pub allow_empty_wildcard: bool,
+    /// `src` may contain wildcards.
+    pub allow_wildcard: bool,
     /// Unpack local archives (ADD).
     pub attempt_unpack: bool,
     /// Create missing parents of `dest`.
     pub create_dest_path: bool,
-    /// `src` may contain wildcards.
-    pub allow_wildcard: bool,
-    /// A wildcard that matches nothing is not an error.
-    pub allow_empty_wildcard: bool,
-    /// Keep the parent directories of matched sources (`--parents`).
-    pub parents: bool,
-    /// Patterns to include under a copied directory.
-    pub include_patterns: Vec<String>,
+    /// Destination path in the base; a trailing `/` means "into this directory".
+    pub dest: String,
+    /// A source directory copies its contents, not itself.
+    pub dir_copy_contents: bool,
     /// Patterns to exclude (`--exclude`).
     pub exclude_patterns: Vec<String>,
+    /// Follow a symlink given as `src`.
+    pub follow_symlinks: bool,
+    /// Patterns to include under a copied directory.
+    pub include_patterns: Vec<String>,
+    /// Mode override.
+    pub mode: Option<Chmod>,
+    /// Owner of the copied files (default: keep the source owner for
+    /// COPY --from, root for the context).
+    pub owner: Option<Chown>,
+    /// Keep the parent directories of matched sources (`--parents`).
+    pub parents: bool,
+    /// The input to copy from.
+    pub source: InputIndex,
+    /// Path (may contain wildcards) in the source.
+    pub src: String,
 }
 
 /// Create a directory.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MkdirAction {
-    /// Absolute path.
-    pub path: String,
-    /// Mode.
-    pub mode: u32,
     /// Create parents as needed.
     pub make_parents: bool,
+    /// Mode.
+    pub mode: u32,
     /// Owner.
     pub owner: Option<Chown>,
+    /// Absolute path.
+    pub path: String,
 }
 
 /// Create a file.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MkfileAction {
-    /// Absolute path.
-    pub path: String,
-    /// Mode.
-    pub mode: u32,
     /// Content.
     pub data: String,
+    /// Mode.
+    pub mode: u32,
     /// Owner.
     pub owner: Option<Chown>,
+    /// Absolute path.
+    pub path: String,
 }
 
 /// Remove a path.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RmAction {
-    /// Absolute path (may contain wildcards if allowed).
-    pub path: String,
     /// A missing path is not an error.
     pub allow_not_found: bool,
     /// `path` may contain wildcards.
     pub allow_wildcard: bool,
+    /// Absolute path (may contain wildcards if allowed).
+    pub path: String,
 }
 
 /// Merge the inputs in order.

@@ -137,3 +137,159 @@ proptest::proptest! {
         proptest::prop_assert_eq!(a.vertices, b.vertices);
     }
 }
+
+/// The direct encoding must equal sorted-key JSON for every op variant:
+/// IR structs declare their fields alphabetically.
+#[test]
+fn canonical_encoding_is_sorted_json() {
+    let chown = Some(Chown {
+        user: UserRef::Name("app".into()),
+        group: Some(UserRef::Id(50)),
+    });
+    let ops = vec![
+        Op::Source(SourceOp::Scratch),
+        Op::Source(SourceOp::Local(LocalSource {
+            name: "context".into(),
+            include_patterns: vec!["a".into()],
+            exclude_patterns: vec!["b".into()],
+        })),
+        Op::Source(SourceOp::Git(GitSource {
+            remote: "https://example.invalid/r.git".into(),
+            reference: Some("main".into()),
+            subdir: None,
+            keep_git_dir: true,
+        })),
+        Op::Source(SourceOp::Http(HttpSource {
+            url: "https://example.invalid/f".into(),
+            checksum: Some(Digest::sha256_of(b"x")),
+            filename: Some("f".into()),
+            chmod: Some(0o644),
+        })),
+        Op::Exec(ExecOp {
+            meta: ExecMeta {
+                args: vec!["sh".into()],
+                env: vec![("A".into(), "1".into())],
+                cwd: "/".into(),
+                user: "app".into(),
+                extra_hosts: vec![("h".into(), "1.2.3.4".into())],
+                proxy_env: vec![("HTTP_PROXY".into(), "p".into())],
+            },
+            mounts: vec![
+                Mount {
+                    input: Some(InputIndex(0)),
+                    selector: "/".into(),
+                    target: "/".into(),
+                    kind: MountKind::Bind { readonly: true },
+                },
+                Mount {
+                    input: None,
+                    selector: "/".into(),
+                    target: "/c".into(),
+                    kind: MountKind::Cache {
+                        id: "c".into(),
+                        sharing: CacheSharing::Locked,
+                        mode: 0o755,
+                        uid: 1,
+                        gid: 2,
+                        readonly: false,
+                    },
+                },
+                Mount {
+                    input: None,
+                    selector: "/".into(),
+                    target: "/t".into(),
+                    kind: MountKind::Tmpfs { size: Some(1) },
+                },
+                Mount {
+                    input: None,
+                    selector: "/".into(),
+                    target: "/s".into(),
+                    kind: MountKind::Secret {
+                        id: "s".into(),
+                        env: Some("S".into()),
+                        required: true,
+                        mode: 0o400,
+                        uid: 0,
+                        gid: 0,
+                    },
+                },
+                Mount {
+                    input: None,
+                    selector: "/".into(),
+                    target: "/x".into(),
+                    kind: MountKind::Ssh {
+                        id: "default".into(),
+                        required: false,
+                        mode: 0o600,
+                        uid: 0,
+                        gid: 0,
+                    },
+                },
+            ],
+            network: NetworkMode::None,
+            security: SecurityMode::Insecure,
+        }),
+        Op::File(FileOp {
+            base: Some(InputIndex(0)),
+            actions: vec![
+                FileAction::Copy(CopyAction {
+                    source: InputIndex(1),
+                    src: "/a".into(),
+                    dest: "/b/".into(),
+                    owner: chown.clone(),
+                    mode: Some(Chmod::Symbolic("u+x".into())),
+                    follow_symlinks: true,
+                    dir_copy_contents: true,
+                    attempt_unpack: false,
+                    create_dest_path: true,
+                    allow_wildcard: true,
+                    allow_empty_wildcard: false,
+                    parents: false,
+                    include_patterns: vec!["i".into()],
+                    exclude_patterns: vec!["e".into()],
+                }),
+                FileAction::Mkdir(MkdirAction {
+                    path: "/d".into(),
+                    mode: 0o755,
+                    make_parents: true,
+                    owner: chown.clone(),
+                }),
+                FileAction::Mkfile(MkfileAction {
+                    path: "/f".into(),
+                    mode: 0o644,
+                    data: "x".into(),
+                    owner: chown,
+                }),
+                FileAction::Rm(RmAction {
+                    path: "/r".into(),
+                    allow_not_found: true,
+                    allow_wildcard: false,
+                }),
+            ],
+        }),
+        Op::Merge(MergeOp {}),
+        Op::Source(SourceOp::Image(ImageSource {
+            reference: "r".into(),
+            platform: Platform {
+                os: "linux".into(),
+                architecture: "arm64".into(),
+                variant: Some("v8".into()),
+            },
+        })),
+    ];
+    for op in ops {
+        let v = Vertex {
+            op,
+            inputs: vec![Input {
+                vertex: Digest::sha256_of(b"i"),
+                output: 0,
+            }],
+        };
+        let sorted = serde_json::to_vec(&serde_json::to_value(&v).expect("value")).expect("bytes");
+        assert_eq!(
+            String::from_utf8_lossy(&v.canonical_bytes()),
+            String::from_utf8_lossy(&sorted),
+            "declare the fields of this op alphabetically"
+        );
+    }
+}

@@ -74,6 +74,7 @@ impl ContextHasher {
         rel: &str,
         filter: Option<&Matcher>,
         h: &mut Sha256,
+        files: &mut Vec<(String, Digest)>,
     ) -> Result<(), Error> {
         let meta = match fs::symlink_metadata(host) {
             Ok(m) => m,
@@ -87,7 +88,15 @@ impl ContextHasher {
         if ft.is_file() {
             h.update(b"f");
             h.update(meta.size().to_le_bytes());
-            h.update(self.file_digest(host, &meta)?);
+            let d = self.file_digest(host, &meta)?;
+            h.update(d);
+            let mut entry = Sha256::new();
+            entry.update(mode.to_le_bytes());
+            entry.update(d);
+            files.push((
+                rel.to_string(),
+                Digest::from_sha256(entry.finalize().into()),
+            ));
         } else if ft.is_symlink() {
             h.update(b"l");
             let t = fs::read_link(host)
@@ -110,7 +119,7 @@ impl ContextHasher {
                         continue;
                     }
                 }
-                self.walk(&host.join(&n), &child_rel, filter, h)?;
+                self.walk(&host.join(&n), &child_rel, filter, h, files)?;
             }
         } else {
             h.update(b"o");
@@ -128,13 +137,26 @@ impl ContextHasher {
         follow: bool,
         filter: Option<&Matcher>,
     ) -> Result<Digest, Error> {
+        Ok(self.checksum_detailed(root, src, follow, filter)?.0)
+    }
+
+    /// Like [`ContextHasher::checksum`], also listing each selected regular
+    /// file with a digest of its mode and content (to explain cache misses).
+    pub fn checksum_detailed(
+        &self,
+        root: &Path,
+        src: &str,
+        follow: bool,
+        filter: Option<&Matcher>,
+    ) -> Result<(Digest, Vec<(String, Digest)>), Error> {
         let filter = filter.filter(|f| !f.is_empty());
         let mut h = Sha256::new();
+        let mut files = Vec::new();
         for m in fileop::expand_sources(root, src, true, filter) {
             let host = fileop::resolve_in_root(root, &m, follow);
-            self.walk(&host, &m, filter, &mut h)?;
+            self.walk(&host, &m, filter, &mut h, &mut files)?;
         }
-        Ok(Digest::from_sha256(h.finalize().into()))
+        Ok((Digest::from_sha256(h.finalize().into()), files))
     }
 }
 

@@ -45,6 +45,16 @@ impl CacheIndex {
         })
     }
 
+    /// The index's directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Write a record file atomically.
+    pub(crate) fn write_file(&self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+        self.write_atomic(path, bytes)
+    }
+
     fn write_atomic(&self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let dir = path.parent().unwrap_or(&self.root);
         let mut tmp = tempfile::NamedTempFile::new_in(dir)?;

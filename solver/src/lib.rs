@@ -13,6 +13,7 @@
 #![deny(missing_docs)]
 
 pub mod checksum;
+pub mod explain;
 pub mod fileop;
 pub mod ignore;
 pub mod index;

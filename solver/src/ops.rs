@@ -227,6 +227,36 @@ impl Ops {
         }
     }
 
+    /// Remember what this step's key is made of and say why it missed.
+    fn record_step(
+        &self,
+        key: &Digest,
+        op: &Op,
+        inputs: &[VertexResult],
+        files: &[(String, Digest)],
+        meta: &VertexMeta,
+    ) -> Option<String> {
+        let id = crate::explain::step_id(meta)?;
+        let input_keys: Vec<Digest> = inputs.iter().map(|i| i.key.clone()).collect();
+        let now = crate::explain::StepRecord::new(key, op, &input_keys, files);
+        let why = if self.no_cache || meta.ignore_cache {
+            "cache disabled (--no-cache)".to_string()
+        } else {
+            crate::explain::explain(self.index.step(&id).as_ref(), &now)
+        };
+        let _ = self.index.put_step(&id, &now);
+        Some(why)
+    }
+
+    fn note(&self, vertex: &Digest, text: Option<String>) {
+        if let Some(text) = text {
+            self.emit(Event::Note {
+                vertex: vertex.clone(),
+                text,
+            });
+        }
+    }
+
     fn started(&self, vertex: &Digest, meta: &VertexMeta) -> Instant {
         self.emit(Event::Started {
             vertex: vertex.clone(),
@@ -299,6 +329,7 @@ impl Ops {
                 value: ResultValue::Snapshot(s),
             });
         }
+        let miss = self.record_step(&key, op, inputs, &[], meta);
         let root = e
             .mounts
             .first()
@@ -309,6 +340,7 @@ impl Ops {
             None => None,
         };
         let t = self.started(vertex, meta);
+        self.note(vertex, miss);
         let work = self.snaps.prepare(parent.as_deref())?;
         let result = self.exec_in(vertex, e, inputs, &work.mountpoint, meta);
         let name = self.result_name("run", &key, meta);
@@ -542,16 +574,18 @@ impl Ops {
     ) -> Result<VertexResult, Error> {
         // COPY from a local context is keyed by the content of what it selects.
         let mut extra = Vec::new();
+        let mut files = Vec::new();
         for a in &f.actions {
             if let FileAction::Copy(c) = a {
                 if let ResultValue::Local(l) = &self.input(inputs, c.source)?.value {
-                    let sum = self.hasher.checksum(
+                    let (sum, mut listed) = self.hasher.checksum_detailed(
                         &l.path,
                         &c.src,
                         c.follow_symlinks,
                         Some(&l.ignore),
                     )?;
                     extra.push(sum.to_string());
+                    files.append(&mut listed);
                 }
             }
         }
@@ -563,11 +597,13 @@ impl Ops {
                 value: ResultValue::Snapshot(s),
             });
         }
+        let miss = self.record_step(&key, op, inputs, &files, meta);
         let parent = match f.base {
             Some(i) => self.snapshot_of(self.input(inputs, i)?)?,
             None => None,
         };
         let t = self.started(vertex, meta);
+        self.note(vertex, miss);
         let work = self.snaps.prepare(parent.as_deref())?;
         let result = self.file_in(f, inputs, &work.mountpoint);
         let name = self.result_name("file", &key, meta);
