@@ -167,6 +167,19 @@ fn remove_leftovers(root: &Path, snaps: &OverlaySnapshotter) -> Result<usize> {
         snaps.remove(&info.key)?;
         removed += 1;
     }
+    // Leases of builds whose process is gone (`build-<pid>-…`).
+    if let Ok(rd) = std::fs::read_dir(root.join("leases")) {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let pid = name
+                .strip_prefix("build-")
+                .and_then(|r| r.split('-').next())
+                .and_then(|p| p.parse::<u32>().ok());
+            if pid.is_some_and(|p| !Path::new(&format!("/proc/{p}")).exists()) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
     // Index records whose snapshot is gone.
     let present: BTreeSet<String> = snaps.list()?.into_iter().map(|i| i.key).collect();
     if let Ok(rd) = std::fs::read_dir(root.join("index/keys")) {

@@ -505,6 +505,18 @@ pub fn run(cli: &Cli, args: &BuildArgs) -> Result<()> {
             _ => rbuild_exec::Network::Host,
         },
         cancel: cancel.clone(),
+        lease: Some((
+            rbuild_cache::Leases::open(env.root.join("leases")).context("open leases")?,
+            format!(
+                "build-{}-{}",
+                std::process::id(),
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos())
+                    .unwrap_or(0)
+            ),
+        )),
+        lease_lock: Default::default(),
         cache_mounts: env.root.join("cache-mounts"),
         tmp: env.root.join("tmp"),
         no_cache: args.no_cache,
@@ -548,7 +560,7 @@ pub fn run(cli: &Cli, args: &BuildArgs) -> Result<()> {
         }
     };
 
-    export(
+    let result = export(
         &env,
         &ops,
         top.as_deref(),
@@ -557,7 +569,11 @@ pub fn run(cli: &Cli, args: &BuildArgs) -> Result<()> {
         &tags,
         args,
         &mut renderer,
-    )
+    );
+    if let Some((leases, id)) = &ops.lease {
+        let _ = leases.release(id);
+    }
+    result
 }
 
 fn layer_compression(outputs: &[OutputSpec]) -> Result<rbuild_cache::Compression> {

@@ -94,7 +94,16 @@ impl Leases {
     pub fn put(&self, lease: &Lease) -> Result<()> {
         let bytes = serde_json::to_vec_pretty(lease)
             .map_err(|e| Error::Lease(lease.id.clone(), e.to_string()))?;
-        crate::fsutil::write_atomic(&self.path(&lease.id)?, &bytes)
+        // Atomic (temp file + rename) but not fsynced: a lease only matters
+        // while its build runs, and a crash ends the build anyway.
+        let path = self.path(&lease.id)?;
+        let mut tmp = tempfile::NamedTempFile::new_in(&self.dir).at(&self.dir)?;
+        std::io::Write::write_all(&mut tmp, &bytes).at(tmp.path())?;
+        tmp.persist(&path).map_err(|e| Error::Io {
+            path: path.clone(),
+            source: e.error,
+        })?;
+        Ok(())
     }
 
     /// Read a lease.

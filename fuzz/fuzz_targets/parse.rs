@@ -4,11 +4,22 @@
 use libfuzzer_sys::fuzz_target;
 use rbuild_frontend::{build, BuildOptions, ImageResolver, ResolvedImage};
 
+/// Every image resolves to an empty config, so lowering runs past FROM.
 struct NoImages;
 
 impl ImageResolver for NoImages {
-    fn resolve(&self, r: &str, _: &rbuild_graph::Platform) -> Result<ResolvedImage, String> {
-        Err(format!("no image {r}"))
+    fn resolve(&self, r: &str, p: &rbuild_graph::Platform) -> Result<ResolvedImage, String> {
+        if r.contains("fail") {
+            return Err(format!("no image {r}"));
+        }
+        Ok(ResolvedImage {
+            reference: format!("example.invalid/{r}"),
+            config: rbuild_graph::ImageConfig {
+                architecture: p.architecture.clone(),
+                os: p.os.clone(),
+                ..Default::default()
+            },
+        })
     }
 }
 

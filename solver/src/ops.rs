@@ -75,6 +75,11 @@ pub struct Ops {
     pub network: rbuild_exec::Network,
     /// Cancels running steps (Ctrl-C).
     pub cancel: rbuild_exec::CancelToken,
+    /// The lease protecting this build's snapshots and blobs from a
+    /// concurrent `rbuild prune`: (leases, lease id).
+    pub lease: Option<(rbuild_cache::Leases, String)>,
+    /// Serializes updates of the lease file.
+    pub lease_lock: Mutex<()>,
     /// Directory for cache mounts (`RUN --mount=type=cache`).
     pub cache_mounts: PathBuf,
     /// Scratch space for mount points and secrets.
@@ -144,6 +149,15 @@ fn last_lines(buf: &VecDeque<u8>, n: usize) -> Vec<String> {
 }
 
 impl Ops {
+    /// Add snapshots and blobs to this build's lease.
+    pub fn protect(&self, digests: &[Digest], snapshots: &[&str]) {
+        if let Some((leases, id)) = &self.lease {
+            if let Ok(_guard) = self.lease_lock.lock() {
+                let _ = leases.add(id, digests, snapshots);
+            }
+        }
+    }
+
     fn emit(&self, ev: Event) {
         let _ = self.events.send(ev);
     }

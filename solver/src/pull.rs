@@ -50,6 +50,10 @@ pub fn pull_image(ops: &Ops, img: &ImageSource) -> Result<Option<String>, Error>
         ));
     }
 
+    // Protect the blobs from a concurrent prune until the build ends.
+    let blobs: Vec<Digest> = resolved.layers.iter().map(|l| l.digest.clone()).collect();
+    ops.protect(&blobs, &[]);
+
     // Names of the layer snapshots, base first.
     let mut names = Vec::new();
     let mut chain: Option<Digest> = None;
