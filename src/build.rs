@@ -603,7 +603,12 @@ fn export(
         .ok()
         .and_then(|s| s.parse::<i64>().ok());
     let records = ops
-        .layers(top, layer_compression(outputs)?, epoch)
+        .layers(
+            top,
+            layer_compression(outputs)?,
+            epoch,
+            outputs.iter().any(|o| o.force_compression),
+        )
         .context("export layers")?;
     let (mut config, layers) = normalize_history(lowered.config.clone(), records);
     // BuildKit stamps the image and the entries this build added with the
@@ -723,8 +728,17 @@ fn export(
         fs::write(f, serde_json::to_vec_pretty(&meta)?)
             .with_context(|| format!("write {}", f.display()))?;
     }
+    let stdout_taken = outputs
+        .iter()
+        .any(|o| matches!(o.dest, Some(rbuild_export::Destination::Stdout)));
     if args.quiet {
-        println!("{image_id}");
+        // The image ID goes to stdout, as docker's -q does, unless an
+        // output (`-o -`) is streaming there.
+        if stdout_taken {
+            eprintln!("{image_id}");
+        } else {
+            println!("{image_id}");
+        }
     }
     Ok(())
 }

@@ -695,6 +695,35 @@ impl Ops {
         ))
     }
 
+    /// The same layer content in another compression (same diff_id).
+    fn recompress(
+        &self,
+        l: &LayerRecord,
+        compression: rbuild_cache::Compression,
+    ) -> Result<LayerRecord, Error> {
+        use std::io::Write as _;
+        let io = |e: std::io::Error| Error::Io(format!("recompress {}", l.descriptor.digest), e);
+        let blob = self.store.open_blob(&l.descriptor.digest)?;
+        let mut reader =
+            rbuild_cache::decompress_reader(std::io::BufReader::new(blob)).map_err(io)?;
+        let writer = self.store.writer()?;
+        let mut cw =
+            rbuild_cache::compress_writer(writer, &rbuild_cache::CompressOptions::new(compression))
+                .map_err(io)?;
+        std::io::copy(&mut reader, &mut cw).map_err(io)?;
+        cw.flush().map_err(io)?;
+        let (digest, size) = cw.finish().map_err(io)?.commit(None)?;
+        Ok(LayerRecord {
+            diff_id: l.diff_id.clone(),
+            descriptor: rbuild_cache::Descriptor::new(
+                rbuild_cache::media_type(compression, false),
+                digest,
+                size,
+            ),
+            empty: l.empty,
+        })
+    }
+
     /// The layers of a result, base first, made (and cached) as needed.
     /// Pulled layers keep their original blobs.
     pub fn layers(
@@ -702,6 +731,7 @@ impl Ops {
         top: Option<&str>,
         compression: rbuild_cache::Compression,
         source_date_epoch: Option<i64>,
+        force_compression: bool,
     ) -> Result<Vec<LayerRecord>, Error> {
         let mut chain = Vec::new();
         let mut cur = top.map(str::to_string);
@@ -714,7 +744,12 @@ impl Ops {
         for s in chain {
             if let Some(l) = self.index.layer(&s, "pulled") {
                 if self.store.contains(&l.descriptor.digest) {
-                    out.push(l);
+                    let want = rbuild_cache::media_type(compression, false);
+                    if force_compression && l.descriptor.media_type != want {
+                        out.push(self.recompress(&l, compression)?);
+                    } else {
+                        out.push(l);
+                    }
                     continue;
                 }
             }
