@@ -73,6 +73,14 @@ pub enum Error {
     /// A required secret or ssh agent was not provided.
     #[error("secret {0} not found (pass it with --secret id={0},src=FILE)")]
     MissingSecret(String),
+    /// An error of a step, tagged with its vertex (for the Dockerfile line).
+    #[error("{error}")]
+    AtVertex {
+        /// The vertex.
+        vertex: Digest,
+        /// What went wrong.
+        error: Box<Error>,
+    },
     /// The build was interrupted.
     #[error("cancelled")]
     Cancelled,
@@ -88,7 +96,9 @@ impl Error {
     /// The vertex the error belongs to, when known.
     pub fn vertex(&self) -> Option<&Digest> {
         match self {
-            Error::RunFailed { vertex, .. } | Error::Exec { vertex, .. } => Some(vertex),
+            Error::RunFailed { vertex, .. }
+            | Error::Exec { vertex, .. }
+            | Error::AtVertex { vertex, .. } => Some(vertex),
             _ => None,
         }
     }

@@ -123,7 +123,14 @@ impl Runner for Ops {
                     error: e.to_string(),
                 });
             }
-            res
+            res.map_err(|e| match e {
+                e if e.vertex().is_some() => e,
+                Error::Cancelled => Error::Cancelled,
+                e => Error::AtVertex {
+                    vertex: vertex.clone(),
+                    error: Box::new(e),
+                },
+            })
         }
     }
 }
@@ -592,6 +599,18 @@ impl Ops {
         for a in &f.actions {
             if let FileAction::Copy(c) = a {
                 if let ResultValue::Local(l) = &self.input(inputs, c.source)?.value {
+                    let has_wildcard = c.src.contains(['*', '?', '[']);
+                    if (!has_wildcard || !c.allow_empty_wildcard)
+                        && fileop::expand_sources(
+                            &l.path,
+                            &c.src,
+                            c.allow_wildcard,
+                            Some(&l.ignore),
+                        )
+                        .is_empty()
+                    {
+                        return Err(Error::File(fileop::FileOpError::NotFound(c.src.clone())));
+                    }
                     let (sum, mut listed) = self.hasher.checksum_detailed(
                         &l.path,
                         &c.src,
