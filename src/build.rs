@@ -521,7 +521,9 @@ pub fn run(cli: &Cli, args: &BuildArgs) -> Result<()> {
         tmp: env.root.join("tmp"),
         no_cache: args.no_cache,
         events: tx,
-        hasher: Arc::new(rbuild_solver::checksum::ContextHasher::new()),
+        hasher: Arc::new(rbuild_solver::checksum::ContextHasher::load(
+            &env.root.join("index/file-digests"),
+        )),
         announced: Default::default(),
     });
     fs::create_dir_all(env.root.join("tmp"))?;
@@ -560,6 +562,9 @@ pub fn run(cli: &Cli, args: &BuildArgs) -> Result<()> {
         }
     };
 
+    let _ = ops
+        .hasher
+        .save(&env.root.join("index/file-digests"), 2_000_000);
     let result = export(
         &env,
         &ops,

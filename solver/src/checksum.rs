@@ -29,6 +29,65 @@ impl ContextHasher {
         Self::default()
     }
 
+    /// A hasher whose memo is loaded from `path` (written by
+    /// [`ContextHasher::save`]); a missing or unreadable file gives an
+    /// empty memo. This is what makes a no-change rebuild skip reading
+    /// the context: unchanged (inode, size, mtime, ctime) means unchanged
+    /// content.
+    pub fn load(path: &Path) -> Self {
+        let mut files = HashMap::new();
+        if let Ok(bytes) = fs::read(path) {
+            // 7 little-endian u64/i64 fields and the 32-byte digest per entry.
+            for rec in bytes.chunks_exact(7 * 8 + 32) {
+                let f = |i: usize| {
+                    let mut b = [0u8; 8];
+                    b.copy_from_slice(&rec[i * 8..i * 8 + 8]);
+                    b
+                };
+                let k: StatKey = (
+                    u64::from_le_bytes(f(0)),
+                    u64::from_le_bytes(f(1)),
+                    u64::from_le_bytes(f(2)),
+                    i64::from_le_bytes(f(3)),
+                    i64::from_le_bytes(f(4)),
+                    i64::from_le_bytes(f(5)),
+                    i64::from_le_bytes(f(6)),
+                );
+                let mut d = [0u8; 32];
+                d.copy_from_slice(&rec[56..88]);
+                files.insert(k, d);
+            }
+        }
+        Self {
+            files: Mutex::new(files),
+        }
+    }
+
+    /// Write the memo to `path` atomically (at most `limit` entries).
+    pub fn save(&self, path: &Path, limit: usize) -> std::io::Result<()> {
+        use std::io::Write;
+        let files = self
+            .files
+            .lock()
+            .map_err(|_| std::io::Error::other("hash memo poisoned"))?;
+        let mut out = Vec::with_capacity(files.len().min(limit) * 88);
+        for (k, d) in files.iter().take(limit) {
+            out.extend_from_slice(&k.0.to_le_bytes());
+            out.extend_from_slice(&k.1.to_le_bytes());
+            out.extend_from_slice(&k.2.to_le_bytes());
+            out.extend_from_slice(&k.3.to_le_bytes());
+            out.extend_from_slice(&k.4.to_le_bytes());
+            out.extend_from_slice(&k.5.to_le_bytes());
+            out.extend_from_slice(&k.6.to_le_bytes());
+            out.extend_from_slice(d);
+        }
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+        tmp.write_all(&out)?;
+        tmp.persist(path).map_err(|e| e.error)?;
+        Ok(())
+    }
+
     fn file_digest(&self, path: &Path, meta: &fs::Metadata) -> Result<[u8; 32], Error> {
         let k: StatKey = (
             meta.dev(),
@@ -163,6 +222,22 @@ impl ContextHasher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn memo_survives_save_and_load() {
+        let t = tempfile::tempdir().expect("tmp");
+        fs::write(t.path().join("a.txt"), "one").expect("write");
+        let h = ContextHasher::new();
+        let sum = h.checksum(t.path(), "a.txt", true, None).expect("sum");
+        let memo = t.path().join("memo");
+        h.save(&memo, 1000).expect("save");
+        let h2 = ContextHasher::load(&memo);
+        assert_eq!(h2.files.lock().expect("lock").len(), 1);
+        assert_eq!(
+            h2.checksum(t.path(), "a.txt", true, None).expect("sum"),
+            sum
+        );
+    }
 
     #[test]
     fn checksum_ignores_mtime_and_sees_content_and_mode() {
