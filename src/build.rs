@@ -417,18 +417,24 @@ pub fn run(cli: &Cli, args: &BuildArgs) -> Result<()> {
                 .map_err(|e| anyhow::anyhow!("invalid --output {o:?}: {e}"))?,
         );
     }
-    if args.load {
-        outputs.push(
-            rbuild_export::parse_output_spec("type=image").map_err(|e| anyhow::anyhow!("{e}"))?,
-        );
-    }
-    if args.push {
-        outputs.push(
-            rbuild_export::parse_output_spec("type=registry")
-                .map_err(|e| anyhow::anyhow!("{e}"))?,
-        );
-    }
     let tags: Vec<String> = args.tags.iter().map(|t| state::normalize_tag(t)).collect();
+    for (flag, kind) in [(args.load, "image"), (args.push, "registry")] {
+        if !flag {
+            continue;
+        }
+        if tags.is_empty() {
+            bail!(
+                "--{} needs a name: add -t NAME",
+                if kind == "image" { "load" } else { "push" }
+            );
+        }
+        for t in &tags {
+            outputs.push(
+                rbuild_export::parse_output_spec(&format!("type={kind},name={t}"))
+                    .map_err(|e| anyhow::anyhow!("{e}"))?,
+            );
+        }
+    }
 
     let env = open_env(cli)?;
     let resolver = Resolver {
@@ -682,14 +688,18 @@ fn export(
                     .with_context(|| format!("invalid image name {n:?}"))?;
                 let mut blobs = vec![image.config.clone()];
                 blobs.extend(image.layers.iter().cloned());
+                let options = rbuild_registry::PushOptions {
+                    mount_from: mount_hints(&env.store, &lowered.graph, &r),
+                };
                 let d = env
                     .rt
-                    .block_on(env.client.push_image(
+                    .block_on(env.client.push_image_with(
                         &r,
                         &env.store,
                         &image.manifest_json,
                         &image.manifest.media_type,
                         &blobs,
+                        &options,
                     ))
                     .with_context(|| format!("push {r}"))?;
                 renderer.line(&format!("#0 pushing {r}@{d} done"));
@@ -746,6 +756,40 @@ fn export(
         }
     }
     Ok(())
+}
+
+/// Base-image layers that already live in another repository of the
+/// registry we push to: the registry can mount them instead of an upload.
+fn mount_hints(
+    store: &rbuild_cache::ContentStore,
+    graph: &BuildGraph,
+    target: &rbuild_registry::Reference,
+) -> BTreeMap<rbuild_graph::Digest, String> {
+    let mut out = BTreeMap::new();
+    for v in graph.vertices.values() {
+        let rbuild_graph::Op::Source(rbuild_graph::SourceOp::Image(img)) = &v.op else {
+            continue;
+        };
+        let Ok(r) = rbuild_registry::Reference::parse(&img.reference) else {
+            continue;
+        };
+        if r.registry != target.registry || r.repository == target.repository {
+            continue;
+        }
+        let Some(d) = &r.digest else { continue };
+        let Ok(bytes) = store.read_blob(d) else {
+            continue;
+        };
+        let Ok(m) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+            continue;
+        };
+        for l in m["layers"].as_array().into_iter().flatten() {
+            if let Some(ld) = l["digest"].as_str().and_then(|x| x.parse().ok()) {
+                out.insert(ld, r.repository.clone());
+            }
+        }
+    }
+    out
 }
 
 /// Match history entries to layers as BuildKit's exporter does: empty layers

@@ -99,3 +99,39 @@ fn shorthand_stores_the_image_in_rbuilds_oci_layout() {
         "nothing should run again:\n{again}"
     );
 }
+
+#[test]
+fn push_sends_the_image_to_the_registry() {
+    require_root();
+    require_tool("skopeo", "skopeo");
+    require_registry();
+    let rb = Rbuild::new();
+    let name = format!("{}/rbuild-e2e/hello:p{}", registry(), std::process::id());
+    let stderr = rb.ok([
+        "build",
+        "--push",
+        "-t",
+        &name,
+        "--progress=plain",
+        "examples/hello",
+    ]);
+    assert!(
+        stderr.contains(&format!("pushing {name}@sha256:")),
+        "{stderr}"
+    );
+    let cfg = serde_json::from_str::<serde_json::Value>(&cmd(
+        "skopeo",
+        &[
+            "inspect",
+            "--config",
+            "--tls-verify=false",
+            &format!("docker://{name}"),
+        ],
+    ))
+    .expect("config json");
+    assert_eq!(cfg["config"]["Cmd"], serde_json::json!(["/app/hello.sh"]));
+    // --push without a name is a clear error.
+    let out = rb.run(["build", "--push", "examples/hello"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--push needs a name"));
+}
