@@ -201,3 +201,76 @@ fn deleting_a_base_file_becomes_a_whiteout() {
         "{entries:?}"
     );
 }
+
+/// Serve `body` over HTTP on 127.0.0.1 (any path) from a thread; returns the port.
+fn serve(body: &'static [u8]) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(16) {
+            let Ok(mut s) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nLast-Modified: Mon, 01 Jan 2024 00:00:00 GMT\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = s.write_all(head.as_bytes());
+            let _ = s.write_all(body);
+        }
+    });
+    port
+}
+
+#[test]
+fn add_unpacks_local_archives_and_downloads_urls() {
+    require_root();
+    require_registry();
+    let rb = Rbuild::new();
+    let ctx = tempfile::tempdir().expect("tmp");
+    let ctx_s = ctx.path().to_string_lossy().to_string();
+    std::fs::create_dir_all(ctx.path().join("pkg/sub")).expect("mkdir");
+    std::fs::write(ctx.path().join("pkg/sub/a.txt"), "inside\n").expect("write");
+    cmd(
+        "tar",
+        &[
+            "-czf",
+            &ctx.path().join("pkg.tar.gz").to_string_lossy(),
+            "-C",
+            &ctx_s,
+            "pkg",
+        ],
+    );
+    let port = serve(b"remote content\n");
+    dockerfile(
+        ctx.path(),
+        &format!(
+            "ADD pkg.tar.gz /opt/\nCOPY pkg.tar.gz /copied/\nADD http://127.0.0.1:{port}/dl/file.txt /web/\n"
+        ),
+    );
+    let rootfs = tempfile::tempdir().expect("tmp");
+    rb.ok([
+        "build",
+        "-o",
+        &format!("type=local,dest={}", rootfs.path().display()),
+        &ctx_s,
+    ]);
+    let r = rootfs.path();
+    // ADD extracts a local archive; COPY does not.
+    assert_eq!(
+        std::fs::read_to_string(r.join("opt/pkg/sub/a.txt")).expect("extracted"),
+        "inside\n"
+    );
+    assert!(r.join("copied/pkg.tar.gz").is_file());
+    // ADD <url> keeps the URL's file name, mode 0600 and its Last-Modified time.
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let web = r.join("web/file.txt");
+    assert_eq!(
+        std::fs::read_to_string(&web).expect("downloaded"),
+        "remote content\n"
+    );
+    let meta = std::fs::metadata(&web).expect("stat");
+    assert_eq!(meta.permissions().mode() & 0o7777, 0o600);
+    assert_eq!(meta.mtime(), 1_704_067_200);
+}

@@ -391,6 +391,22 @@ pub fn copy(
         if filter.is_some_and(|f| f.excludes(m)) && !meta.is_dir() {
             continue;
         }
+        if a.attempt_unpack && meta.is_file() && is_tar_archive(&src_host) {
+            // ADD of a local archive: extract it into the destination dir.
+            mkdir_all(dest_root, &a.dest, 0o755, created_owner, true)?;
+            let dir = resolve_in_root(dest_root, &a.dest, true);
+            let file = fs::File::open(&src_host).map_err(io_err("open", &src_host))?;
+            let reader = rbuild_cache::decompress_reader(io::BufReader::new(file))
+                .map_err(io_err("decompress", &src_host))?;
+            rbuild_cache::apply_layer(reader, &rbuild_cache::ApplyTarget::plain(&dir)).map_err(
+                |e| FileOpError::Io {
+                    op: "extract",
+                    path: src_host.display().to_string(),
+                    source: io::Error::other(e.to_string()),
+                },
+            )?;
+            continue;
+        }
         copy_entry(&src_host, &target, &meta, owner, a.mode.as_ref())?;
         if meta.is_dir() {
             let ctx = Walk {
@@ -534,6 +550,27 @@ fn set_times(dest: &Path, meta: &fs::Metadata) -> Result<()> {
         rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
     )
     .map_err(|e| io_err("utimes", dest)(e.into()))
+}
+
+/// Whether `path` is a tar archive (plain, gzip or zstd), as ADD unpacks.
+fn is_tar_archive(path: &Path) -> bool {
+    use std::io::Read;
+    let Ok(f) = fs::File::open(path) else {
+        return false;
+    };
+    let Ok(mut r) = rbuild_cache::decompress_reader(io::BufReader::new(f)) else {
+        return false;
+    };
+    let mut head = [0u8; 512];
+    let mut n = 0;
+    while n < head.len() {
+        match r.read(&mut head[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(_) => return false,
+        }
+    }
+    n == 512 && &head[257..262] == b"ustar"
 }
 
 /// `mkdir -p` inside the root; created directories get `mode` and `owner`.

@@ -227,7 +227,11 @@ impl Ops {
                 })
             }
             Op::Source(SourceOp::Image(img)) => self.image(vertex, op, img, meta),
-            Op::Source(other) => Err(Error::Unsupported(format!("source {other:?}"))),
+            Op::Source(SourceOp::Http(h)) => self.http(vertex, op, h, meta),
+            Op::Source(SourceOp::Git(g)) => Err(Error::Unsupported(format!(
+                "git sources ({}) are not supported yet",
+                g.remote
+            ))),
             Op::Exec(e) => self.exec(vertex, op, e, inputs, meta),
             Op::File(f) => self.file(vertex, op, f, inputs, meta),
             Op::Merge(_) => self.merge(vertex, op, inputs, meta),
@@ -298,6 +302,104 @@ impl Ops {
             vertex: vertex.clone(),
             name: meta.name.clone(),
         });
+    }
+
+    /// `ADD <url>`: download into a snapshot holding one file. The key is
+    /// the URL plus the content digest (or the pinned `--checksum`).
+    fn http(
+        &self,
+        vertex: &Digest,
+        op: &Op,
+        h: &rbuild_graph::HttpSource,
+        meta: &VertexMeta,
+    ) -> Result<VertexResult, Error> {
+        let t = self.started(vertex, meta);
+        let fail = |m: String| Error::Pull {
+            reference: h.url.clone(),
+            message: m,
+        };
+        let rt = tokio::runtime::Handle::current();
+        let tmp = tempfile::NamedTempFile::new_in(&self.tmp)
+            .map_err(|e| Error::Io("download".into(), e))?;
+        let (digest, modified) = rt.block_on(async {
+            use sha2::Digest as _;
+            use std::io::Write as _;
+            let client = reqwest::Client::builder()
+                .build()
+                .map_err(|e| fail(e.to_string()))?;
+            let mut resp = client
+                .get(&h.url)
+                .send()
+                .await
+                .and_then(|r| r.error_for_status())
+                .map_err(|e| fail(e.to_string()))?;
+            let modified = resp
+                .headers()
+                .get(reqwest::header::LAST_MODIFIED)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| httpdate::parse_http_date(v).ok());
+            let mut hasher = sha2::Sha256::new();
+            let mut file = tmp.as_file();
+            while let Some(chunk) = resp.chunk().await.map_err(|e| fail(e.to_string()))? {
+                hasher.update(&chunk);
+                file.write_all(&chunk)
+                    .map_err(|e| Error::Io("download".into(), e))?;
+            }
+            Ok::<_, Error>((Digest::from_sha256(hasher.finalize().into()), modified))
+        })?;
+        if let Some(want) = &h.checksum {
+            if *want != digest {
+                return Err(fail(format!(
+                    "digest mismatch: expected {want}, got {digest}"
+                )));
+            }
+        }
+        let key = cache_key(op, &[], &[digest.to_string()]);
+        if let Some(s) = self.lookup(&key, meta) {
+            self.done(vertex, t);
+            return Ok(VertexResult {
+                key,
+                value: ResultValue::Snapshot(s),
+            });
+        }
+        let work = self.snaps.prepare(None)?;
+        let name = h.filename.clone().unwrap_or_else(|| "__unnamed__".into());
+        let dest = work.mountpoint.join(name.trim_start_matches('/'));
+        let written = std::fs::copy(tmp.path(), &dest)
+            .and_then(|_| {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(
+                    &dest,
+                    std::fs::Permissions::from_mode(h.chmod.unwrap_or(0o600)),
+                )
+            })
+            .and_then(|()| match modified {
+                Some(m) => std::fs::File::options()
+                    .write(true)
+                    .open(&dest)?
+                    .set_modified(m),
+                None => Ok(()),
+            });
+        if let Err(e) = written {
+            self.snaps.abort(work);
+            return Err(Error::Io(format!("write {}", dest.display()), e));
+        }
+        let committed = self
+            .snaps
+            .commit(work, &self.result_name("http", &key, meta))?;
+        self.index
+            .put(
+                &key,
+                &CacheRecord {
+                    snapshot: Some(committed.clone()),
+                },
+            )
+            .map_err(|e| Error::Io("write cache index".into(), e))?;
+        self.done(vertex, t);
+        Ok(VertexResult {
+            key,
+            value: ResultValue::Snapshot(Some(committed)),
+        })
     }
 
     fn image(
