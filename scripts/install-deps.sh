@@ -11,7 +11,7 @@ PKGS=(
   # base images built from Debian packages
   busybox-static mmdebstrap
   # helpers used by scripts and tests
-  jq curl openssl apache2-utils iproute2 uidmap fuse-overlayfs libseccomp-dev pkg-config
+  jq curl bc openssl apache2-utils iproute2 uidmap fuse-overlayfs libseccomp-dev pkg-config
 )
 
 missing=()
