@@ -132,16 +132,18 @@ pub fn resolve_user(root: &Path, user: &str) -> Result<ResolvedUser> {
                         ))
                     })?,
             };
+            // The primary group is in the group list too, as runc and
+            // Docker set it (`id` shows `groups=<gid>`).
             Ok(ResolvedUser {
                 uid,
                 gid,
-                additional_gids: Vec::new(),
+                additional_gids: vec![gid],
                 home,
             })
         }
         None => {
             let gid = entry.map_or(0, |e| e.gid);
-            let mut additional_gids = Vec::new();
+            let mut additional_gids = vec![gid];
             if let Some(e) = entry {
                 for g in groups.iter().filter(|g| g.members.contains(&e.name)) {
                     if !additional_gids.contains(&g.gid) {
@@ -186,14 +188,14 @@ mod tests {
 
     #[test]
     fn table() {
-        check("", Some((0, 0, &[])));
-        check("root", Some((0, 0, &[])));
-        check("app", Some((1000, 1000, &[10, 29])));
-        check("1000", Some((1000, 1000, &[10, 29])));
-        check("1000:1000", Some((1000, 1000, &[])));
-        check("app:wheel", Some((1000, 10, &[])));
-        check("4242", Some((4242, 0, &[])));
-        check("4242:7", Some((4242, 7, &[])));
+        check("", Some((0, 0, &[0])));
+        check("root", Some((0, 0, &[0])));
+        check("app", Some((1000, 1000, &[1000, 10, 29])));
+        check("1000", Some((1000, 1000, &[1000, 10, 29])));
+        check("1000:1000", Some((1000, 1000, &[1000])));
+        check("app:wheel", Some((1000, 10, &[10])));
+        check("4242", Some((4242, 0, &[0])));
+        check("4242:7", Some((4242, 7, &[7])));
         check("nobody", None);
         check("app:nogroup", None);
     }

@@ -435,6 +435,23 @@ fn dir_may_have_included(filter: Option<&Matcher>, rel: &str) -> bool {
     }
 }
 
+/// Whether anything below `dir` (context path `rel`) is included.
+fn any_included(dir: &Path, rel: &str, filter: Option<&Matcher>) -> bool {
+    let Some(f) = filter else { return true };
+    let Ok(rd) = fs::read_dir(dir) else {
+        return false;
+    };
+    rd.filter_map(|e| e.ok()).any(|e| {
+        let child = format!(
+            "{}/{}",
+            rel.trim_end_matches('/'),
+            e.file_name().to_string_lossy()
+        );
+        let is_dir = e.file_type().map(|t| t.is_dir()).unwrap_or(false);
+        !f.excludes(&child) || (is_dir && any_included(&e.path(), &child, filter))
+    })
+}
+
 fn copy_dir_contents(src: &Path, dest: &Path, rel: &str, w: &Walk<'_>) -> Result<()> {
     let mut entries: Vec<_> = fs::read_dir(src)
         .map_err(io_err("read dir", src))?
@@ -452,6 +469,13 @@ fn copy_dir_contents(src: &Path, dest: &Path, rel: &str, w: &Walk<'_>) -> Result
         let meta = fs::symlink_metadata(&s).map_err(io_err("stat", &s))?;
         if meta.is_dir() {
             if !dir_may_have_included(w.filter, &child_rel) {
+                continue;
+            }
+            // An excluded directory is created only for what `!` patterns
+            // bring back inside it.
+            if w.filter.is_some_and(|f| f.excludes(&child_rel))
+                && !any_included(&s, &child_rel, w.filter)
+            {
                 continue;
             }
         } else if w.filter.is_some_and(|f| f.excludes(&child_rel)) {
