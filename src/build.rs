@@ -530,7 +530,7 @@ pub fn run(cli: &Cli, args: &BuildArgs) -> Result<()> {
         hasher: Arc::new(rbuild_solver::checksum::ContextHasher::load(
             &env.root.join("index/file-digests"),
         )),
-        announced: Default::default(),
+        emptied_cache_mounts: Default::default(),
     });
     fs::create_dir_all(env.root.join("tmp"))?;
     let graph = Arc::new(lowered.graph.clone());

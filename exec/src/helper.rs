@@ -117,7 +117,13 @@ pub(crate) fn run(
             return Err(e);
         }
     };
-    drop(guard);
+    // The helper deletes the container itself when it exits normally; only
+    // re-execute it to delete when its state is still there (it died).
+    if root.join(&bundle.id).exists() {
+        drop(guard);
+    } else {
+        std::mem::forget(guard);
+    }
     if pumped.cancelled {
         return Err(Error::Cancelled);
     }

@@ -57,29 +57,13 @@ pub struct OciExporter {
 impl OciExporter {
     /// Write the layout tar to `w`.
     pub fn write_to(&self, cx: &ExportContext<'_>, w: &mut dyn Write) -> Result<()> {
-        let names = parse_names(&self.names)?;
-        write_layout_tar(
-            cx.store,
-            cx.image,
-            &names,
-            archive_mtime(cx.source_date_epoch),
-            false,
-            w,
-        )
+        write_layout(cx, &Destination::Stdout, true, &self.names, false, Some(w))
     }
 }
 
 impl Exporter for OciExporter {
     fn export(&self, cx: &ExportContext<'_>) -> Result<()> {
-        match (&self.dest, self.tar) {
-            (dest, true) => with_output(dest, |w| self.write_to(cx, w)),
-            (Destination::Path(dir), false) => {
-                write_layout_dir(cx.store, cx.image, &parse_names(&self.names)?, dir, false)
-            }
-            (Destination::Stdout, false) => Err(Error::InvalidOptions(
-                "an OCI layout directory cannot be written to stdout".to_string(),
-            )),
-        }
+        write_layout(cx, &self.dest, self.tar, &self.names, false, None)
     }
 }
 
@@ -101,29 +85,45 @@ pub struct DockerExporter {
 impl DockerExporter {
     /// Write the docker-archive tar to `w`.
     pub fn write_to(&self, cx: &ExportContext<'_>, w: &mut dyn Write) -> Result<()> {
-        let names = parse_names(&self.names)?;
-        write_layout_tar(
-            cx.store,
-            cx.image,
-            &names,
-            archive_mtime(cx.source_date_epoch),
-            true,
-            w,
-        )
+        write_layout(cx, &Destination::Stdout, true, &self.names, true, Some(w))
     }
 }
 
 impl Exporter for DockerExporter {
     fn export(&self, cx: &ExportContext<'_>) -> Result<()> {
-        match (&self.dest, self.tar) {
-            (dest, true) => with_output(dest, |w| self.write_to(cx, w)),
-            (Destination::Path(dir), false) => {
-                write_layout_dir(cx.store, cx.image, &parse_names(&self.names)?, dir, true)
-            }
-            (Destination::Stdout, false) => Err(Error::InvalidOptions(
-                "a docker archive directory cannot be written to stdout".to_string(),
-            )),
+        write_layout(cx, &self.dest, self.tar, &self.names, true, None)
+    }
+}
+
+/// The OCI layout (`docker=false`) or docker-archive (`docker=true`) of
+/// an image: to `w` when given, else as a tar to `dest` or, with
+/// `tar=false`, as a directory at `dest`.
+fn write_layout(
+    cx: &ExportContext<'_>,
+    dest: &Destination,
+    tar: bool,
+    names: &[String],
+    docker: bool,
+    w: Option<&mut dyn Write>,
+) -> Result<()> {
+    let names = parse_names(names)?;
+    let mtime = archive_mtime(cx.source_date_epoch);
+    match (w, dest, tar) {
+        (Some(w), _, _) => write_layout_tar(cx.store, cx.image, &names, mtime, docker, w),
+        (None, dest, true) => with_output(dest, |w| {
+            write_layout_tar(cx.store, cx.image, &names, mtime, docker, w)
+        }),
+        (None, Destination::Path(dir), false) => {
+            write_layout_dir(cx.store, cx.image, &names, dir, docker)
         }
+        (None, Destination::Stdout, false) => Err(Error::InvalidOptions(format!(
+            "{} directory cannot be written to stdout",
+            if docker {
+                "a docker archive"
+            } else {
+                "an OCI layout"
+            }
+        ))),
     }
 }
 

@@ -165,15 +165,18 @@ impl ContextHasher {
             h.update(b"d");
             let mut names: Vec<_> = fs::read_dir(host)
                 .map_err(|e| Error::Io(format!("read dir {}", host.display()), e))?
-                .filter_map(|e| e.ok().map(|e| e.file_name()))
+                .filter_map(|e| e.ok())
+                .map(|e| {
+                    (
+                        e.file_name(),
+                        e.file_type().map(|t| t.is_dir()).unwrap_or(false),
+                    )
+                })
                 .collect();
             names.sort();
-            for n in names {
+            for (n, is_dir) in names {
                 let child_rel = format!("{}/{}", rel.trim_end_matches('/'), n.to_string_lossy());
                 if let Some(f) = filter {
-                    let is_dir = fs::symlink_metadata(host.join(&n))
-                        .map(|m| m.is_dir())
-                        .unwrap_or(false);
                     if f.excludes(&child_rel) && !(is_dir && f.has_exclusions()) {
                         continue;
                     }
@@ -196,27 +199,44 @@ impl ContextHasher {
         follow: bool,
         filter: Option<&Matcher>,
     ) -> Result<Digest, Error> {
-        Ok(self.checksum_detailed(root, src, follow, filter)?.0)
+        Ok(self.checksum_detailed(root, src, follow, filter)?.digest)
     }
 
-    /// Like [`ContextHasher::checksum`], also listing each selected regular
-    /// file with a digest of its mode and content (to explain cache misses).
+    /// Like [`ContextHasher::checksum`], also counting the matches of
+    /// `src` and listing each selected regular file with a digest of its mode
+    /// and content (to explain cache misses).
     pub fn checksum_detailed(
         &self,
         root: &Path,
         src: &str,
         follow: bool,
         filter: Option<&Matcher>,
-    ) -> Result<(Digest, Vec<(String, Digest)>), Error> {
+    ) -> Result<Selection, Error> {
         let filter = filter.filter(|f| !f.is_empty());
         let mut h = Sha256::new();
         let mut files = Vec::new();
-        for m in fileop::expand_sources(root, src, true, filter) {
-            let host = fileop::resolve_in_root(root, &m, follow);
-            self.walk(&host, &m, filter, &mut h, &mut files)?;
+        let matches = fileop::expand_sources(root, src, true, filter);
+        for m in &matches {
+            let host = fileop::resolve_in_root(root, m, follow);
+            self.walk(&host, m, filter, &mut h, &mut files)?;
         }
-        Ok((Digest::from_sha256(h.finalize().into()), files))
+        Ok(Selection {
+            digest: Digest::from_sha256(h.finalize().into()),
+            matched: matches.len(),
+            files,
+        })
     }
+}
+
+/// What a COPY source selects in a local directory.
+#[derive(Debug)]
+pub struct Selection {
+    /// Checksum of everything selected.
+    pub digest: Digest,
+    /// How many paths `src` matched (before descending into directories).
+    pub matched: usize,
+    /// Regular files selected, as (path, digest of mode and content).
+    pub files: Vec<(String, Digest)>,
 }
 
 #[cfg(test)]

@@ -90,8 +90,8 @@ pub struct Ops {
     pub events: EventSender,
     /// Content checksums of local files, shared across vertices.
     pub hasher: Arc<ContextHasher>,
-    /// Vertices that already announced themselves (dedup of progress).
-    pub announced: Mutex<std::collections::BTreeSet<Digest>>,
+    /// Cache-mount ids already emptied by this `--no-cache` build.
+    pub emptied_cache_mounts: Mutex<std::collections::BTreeSet<String>>,
 }
 
 #[allow(clippy::manual_async_fn)] // the trait requires a 'static future
@@ -282,6 +282,53 @@ impl Ops {
         }
     }
 
+    /// A cache hit for `key`, announced as CACHED.
+    fn hit(&self, vertex: &Digest, meta: &VertexMeta, key: &Digest) -> Option<VertexResult> {
+        let s = self.lookup(key, meta)?;
+        self.cached(vertex, meta);
+        Some(VertexResult {
+            key: key.clone(),
+            value: ResultValue::Snapshot(s),
+        })
+    }
+
+    /// Record `key`'s result in the index.
+    fn remember(&self, key: &Digest, snapshot: Option<String>) -> Result<(), Error> {
+        self.index
+            .put(key, &CacheRecord { snapshot })
+            .map_err(|e| Error::Io("write cache index".into(), e))
+    }
+
+    /// Make the result of a step: a work snapshot on `parent`, mounted and
+    /// filled by `fill`, then committed under a name from `key` (or thrown
+    /// away if `fill` fails) and recorded in the index.
+    #[allow(clippy::too_many_arguments)]
+    fn build_snapshot(
+        &self,
+        vertex: &Digest,
+        meta: &VertexMeta,
+        key: Digest,
+        prefix: &str,
+        parent: Option<&str>,
+        started: Instant,
+        fill: impl FnOnce(&Path) -> Result<(), Error>,
+    ) -> Result<VertexResult, Error> {
+        let work = self.snaps.prepare(parent)?;
+        if let Err(e) = fill(&work.mountpoint) {
+            self.snaps.abort(work);
+            return Err(e);
+        }
+        let committed = self
+            .snaps
+            .commit(work, &self.result_name(prefix, &key, meta))?;
+        self.remember(&key, Some(committed.clone()))?;
+        self.done(vertex, started);
+        Ok(VertexResult {
+            key,
+            value: ResultValue::Snapshot(Some(committed)),
+        })
+    }
+
     fn started(&self, vertex: &Digest, meta: &VertexMeta) -> Instant {
         self.emit(Event::Started {
             vertex: vertex.clone(),
@@ -362,43 +409,23 @@ impl Ops {
                 value: ResultValue::Snapshot(s),
             });
         }
-        let work = self.snaps.prepare(None)?;
         let name = h.filename.clone().unwrap_or_else(|| "__unnamed__".into());
-        let dest = work.mountpoint.join(name.trim_start_matches('/'));
-        let written = std::fs::copy(tmp.path(), &dest)
-            .and_then(|_| {
-                use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(
-                    &dest,
-                    std::fs::Permissions::from_mode(h.chmod.unwrap_or(0o600)),
-                )
-            })
-            .and_then(|()| match modified {
-                Some(m) => std::fs::File::options()
-                    .write(true)
-                    .open(&dest)?
-                    .set_modified(m),
-                None => Ok(()),
-            });
-        if let Err(e) = written {
-            self.snaps.abort(work);
-            return Err(Error::Io(format!("write {}", dest.display()), e));
-        }
-        let committed = self
-            .snaps
-            .commit(work, &self.result_name("http", &key, meta))?;
-        self.index
-            .put(
-                &key,
-                &CacheRecord {
-                    snapshot: Some(committed.clone()),
-                },
-            )
-            .map_err(|e| Error::Io("write cache index".into(), e))?;
-        self.done(vertex, t);
-        Ok(VertexResult {
-            key,
-            value: ResultValue::Snapshot(Some(committed)),
+        let mode = h.chmod.unwrap_or(0o600);
+        self.build_snapshot(vertex, meta, key, "http", None, t, |root| {
+            use std::os::unix::fs::PermissionsExt;
+            let dest = root.join(name.trim_start_matches('/'));
+            std::fs::copy(tmp.path(), &dest)
+                .and_then(|_| {
+                    std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(mode))
+                })
+                .and_then(|()| match modified {
+                    Some(m) => std::fs::File::options()
+                        .write(true)
+                        .open(&dest)?
+                        .set_modified(m),
+                    None => Ok(()),
+                })
+                .map_err(|e| Error::Io(format!("write {}", dest.display()), e))
         })
     }
 
@@ -420,15 +447,10 @@ impl Ops {
             }
         }
         let t = self.started(vertex, meta);
+        // Pulled content is reused even with --no-cache: the reference is
+        // pinned by digest, so the same key always means the same layers.
         let top = crate::pull::pull_image(self, img)?;
-        self.index
-            .put(
-                &key,
-                &CacheRecord {
-                    snapshot: top.clone(),
-                },
-            )
-            .map_err(|e| Error::Io("write cache index".into(), e))?;
+        self.remember(&key, top.clone())?;
         self.done(vertex, t);
         Ok(VertexResult {
             key,
@@ -445,12 +467,8 @@ impl Ops {
         meta: &VertexMeta,
     ) -> Result<VertexResult, Error> {
         let key = cache_key(op, inputs, &[]);
-        if let Some(s) = self.lookup(&key, meta) {
-            self.cached(vertex, meta);
-            return Ok(VertexResult {
-                key,
-                value: ResultValue::Snapshot(s),
-            });
+        if let Some(hit) = self.hit(vertex, meta, &key) {
+            return Ok(hit);
         }
         let miss = self.record_step(&key, op, inputs, &[], meta);
         let root = e
@@ -464,28 +482,8 @@ impl Ops {
         };
         let t = self.started(vertex, meta);
         self.note(vertex, miss);
-        let work = self.snaps.prepare(parent.as_deref())?;
-        let result = self.exec_in(vertex, e, inputs, &work.mountpoint, meta);
-        let name = self.result_name("run", &key, meta);
-        let committed = match result {
-            Ok(()) => self.snaps.commit(work, &name),
-            Err(err) => {
-                self.snaps.abort(work);
-                return Err(err);
-            }
-        }?;
-        self.index
-            .put(
-                &key,
-                &CacheRecord {
-                    snapshot: Some(committed.clone()),
-                },
-            )
-            .map_err(|e| Error::Io("write cache index".into(), e))?;
-        self.done(vertex, t);
-        Ok(VertexResult {
-            key,
-            value: ResultValue::Snapshot(Some(committed)),
+        self.build_snapshot(vertex, meta, key, "run", parent.as_deref(), t, |rootfs| {
+            self.exec_in(vertex, e, inputs, rootfs)
         })
     }
 
@@ -495,7 +493,6 @@ impl Ops {
         e: &ExecOp,
         inputs: &[VertexResult],
         rootfs: &Path,
-        meta: &VertexMeta,
     ) -> Result<(), Error> {
         let mut env: Vec<String> = e.meta.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
         for (k, v) in &e.meta.proxy_env {
@@ -548,11 +545,9 @@ impl Ops {
                     // --no-cache starts cache mounts empty, once per build.
                     if self.no_cache
                         && self
-                            .announced
+                            .emptied_cache_mounts
                             .lock()
-                            .map(|mut a| {
-                                a.insert(Digest::sha256_of(format!("cache-mount:{id}").as_bytes()))
-                            })
+                            .map(|mut a| a.insert(id.clone()))
                             .unwrap_or(false)
                     {
                         let _ = std::fs::remove_dir_all(&dir);
@@ -675,7 +670,6 @@ impl Ops {
         if status.success() {
             return Ok(());
         }
-        let _ = meta;
         Err(Error::RunFailed {
             vertex: vertex.clone(),
             command: e.meta.args.clone(),
@@ -701,36 +695,24 @@ impl Ops {
         for a in &f.actions {
             if let FileAction::Copy(c) = a {
                 if let ResultValue::Local(l) = &self.input(inputs, c.source)?.value {
-                    let has_wildcard = c.src.contains(['*', '?', '[']);
-                    if (!has_wildcard || !c.allow_empty_wildcard)
-                        && fileop::expand_sources(
-                            &l.path,
-                            &c.src,
-                            c.allow_wildcard,
-                            Some(&l.ignore),
-                        )
-                        .is_empty()
-                    {
-                        return Err(Error::File(fileop::FileOpError::NotFound(c.src.clone())));
-                    }
-                    let (sum, mut listed) = self.hasher.checksum_detailed(
+                    let sum = self.hasher.checksum_detailed(
                         &l.path,
                         &c.src,
                         c.follow_symlinks,
                         Some(&l.ignore),
                     )?;
-                    extra.push(sum.to_string());
-                    files.append(&mut listed);
+                    let wildcard = c.allow_wildcard && c.src.contains(['*', '?', '[']);
+                    if sum.matched == 0 && !(wildcard && c.allow_empty_wildcard) {
+                        return Err(Error::File(fileop::FileOpError::NotFound(c.src.clone())));
+                    }
+                    extra.push(sum.digest.to_string());
+                    files.extend(sum.files);
                 }
             }
         }
         let key = cache_key(op, inputs, &extra);
-        if let Some(s) = self.lookup(&key, meta) {
-            self.cached(vertex, meta);
-            return Ok(VertexResult {
-                key,
-                value: ResultValue::Snapshot(s),
-            });
+        if let Some(hit) = self.hit(vertex, meta, &key) {
+            return Ok(hit);
         }
         let miss = self.record_step(&key, op, inputs, &files, meta);
         let parent = match f.base {
@@ -739,28 +721,8 @@ impl Ops {
         };
         let t = self.started(vertex, meta);
         self.note(vertex, miss);
-        let work = self.snaps.prepare(parent.as_deref())?;
-        let result = self.file_in(f, inputs, &work.mountpoint);
-        let name = self.result_name("file", &key, meta);
-        let committed = match result {
-            Ok(()) => self.snaps.commit(work, &name)?,
-            Err(err) => {
-                self.snaps.abort(work);
-                return Err(err);
-            }
-        };
-        self.index
-            .put(
-                &key,
-                &CacheRecord {
-                    snapshot: Some(committed.clone()),
-                },
-            )
-            .map_err(|e| Error::Io("write cache index".into(), e))?;
-        self.done(vertex, t);
-        Ok(VertexResult {
-            key,
-            value: ResultValue::Snapshot(Some(committed)),
+        self.build_snapshot(vertex, meta, key, "file", parent.as_deref(), t, |root| {
+            self.file_in(f, inputs, root)
         })
     }
 
