@@ -436,6 +436,15 @@ pub fn run(cli: &Cli, args: &BuildArgs) -> Result<()> {
         }
     }
 
+    let cache_from = args
+        .cache_from
+        .iter()
+        .map(|c| crate::cache::parse_from(c))
+        .collect::<Result<Vec<_>>>()?;
+    for c in &args.cache_to {
+        crate::cache::parse_to(c)?;
+    }
+
     let env = open_env(cli)?;
     let resolver = Resolver {
         rt: env.rt.clone(),
@@ -472,6 +481,18 @@ pub fn run(cli: &Cli, args: &BuildArgs) -> Result<()> {
     for w in &lowered.warnings {
         renderer.line(&format!("WARNING: {w}"));
     }
+    let remote = {
+        let platform = opts.target_platform.clone();
+        let mut warnings = Vec::new();
+        let r = crate::cache::import(&env.rt, &env.client, &platform, &cache_from, &mut |w| {
+            warnings.push(w)
+        });
+        for w in warnings {
+            // A cache that cannot be read never fails the build.
+            eprintln!("WARNING: {w}");
+        }
+        r
+    };
 
     let runtime = match args.runtime.as_deref() {
         None | Some("embedded") => rbuild_exec::Runtime::Embedded,
@@ -531,6 +552,9 @@ pub fn run(cli: &Cli, args: &BuildArgs) -> Result<()> {
             &env.root.join("index/file-digests"),
         )),
         emptied_cache_mounts: Default::default(),
+        remote,
+        locks: env.root.join("locks"),
+        state: Default::default(),
     });
     fs::create_dir_all(env.root.join("tmp"))?;
     let graph = Arc::new(lowered.graph.clone());
@@ -610,17 +634,35 @@ fn export(
     args: &BuildArgs,
     renderer: &mut Renderer,
 ) -> Result<()> {
+    // Lazily imported layers are fetched through the async registry client.
+    let _rt = env.rt.enter();
     let epoch = std::env::var("SOURCE_DATE_EPOCH")
         .ok()
         .and_then(|s| s.parse::<i64>().ok());
+    let compression = layer_compression(outputs)?;
     let records = ops
         .layers(
             top,
-            layer_compression(outputs)?,
+            compression,
             epoch,
             outputs.iter().any(|o| o.force_compression),
         )
         .context("export layers")?;
+    let cache_to = args
+        .cache_to
+        .iter()
+        .map(|c| crate::cache::parse_to(c))
+        .collect::<Result<Vec<_>>>()?;
+    let mut extra_config = BTreeMap::new();
+    if cache_to
+        .iter()
+        .any(|c| c.location == crate::cache::CacheLocation::Inline)
+    {
+        extra_config.insert(
+            rbuild_solver::remote::INLINE_CACHE_KEY.to_string(),
+            crate::cache::inline_records(ops, top, &records, compression, epoch)?,
+        );
+    }
     let (mut config, layers) = normalize_history(lowered.config.clone(), records);
     // BuildKit stamps the image and the entries this build added with the
     // build time (SOURCE_DATE_EPOCH, when set, overrides it at assembly).
@@ -644,6 +686,8 @@ fn export(
                 oci_mediatypes: oci,
                 source_date_epoch: epoch,
                 annotations: BTreeMap::new(),
+                extra_config: extra_config.clone(),
+                allow_remote_layers: true,
             },
         )
         .context("assemble the image")
@@ -652,6 +696,10 @@ fn export(
     let image_id = image.config.digest.clone();
     renderer.line(&format!("#0 writing image {image_id} done"));
 
+    // Only a push can do without the bytes of lazily imported layers.
+    if outputs.is_empty() || outputs.iter().any(|o| !o.push) {
+        ops.fetch_blobs(&image.layers).context("fetch layers")?;
+    }
     if outputs.is_empty() {
         state::tag_image(&env.root, &image.manifest, tags)?;
         for t in tags {
@@ -688,9 +736,9 @@ fn export(
                     .with_context(|| format!("invalid image name {n:?}"))?;
                 let mut blobs = vec![image.config.clone()];
                 blobs.extend(image.layers.iter().cloned());
-                let options = rbuild_registry::PushOptions {
-                    mount_from: mount_hints(&env.store, &lowered.graph, &r),
-                };
+                let mut mount_from = mount_hints(&env.store, &lowered.graph, &r);
+                mount_from.extend(crate::cache::prepare_push(ops, &r, &image.layers)?);
+                let options = rbuild_registry::PushOptions { mount_from };
                 let d = env
                     .rt
                     .block_on(env.client.push_image_with(
@@ -729,6 +777,25 @@ fn export(
                 renderer.line(&format!("#0 exporting to {} done", p.display()))
             }
             Some(rbuild_export::Destination::Stdout) | None => {}
+        }
+    }
+    for to in cache_to
+        .iter()
+        .filter(|c| c.location != crate::cache::CacheLocation::Inline)
+    {
+        let done = crate::cache::config_for(ops, top, to, compression, epoch).and_then(|config| {
+            crate::cache::export(&env.rt, &env.client, ops, to, &config).map(|()| config)
+        });
+        let name = crate::cache::describe(&to.location);
+        match done {
+            Ok(c) => renderer.line(&format!(
+                "#0 exporting cache to {name} ({} records) done",
+                c.records.len()
+            )),
+            Err(e) if to.ignore_error => {
+                eprintln!("WARNING: cache export to {name} failed: {e:#}")
+            }
+            Err(e) => return Err(e.context(format!("export cache to {name}"))),
         }
     }
     if let Some(f) = &args.iidfile {

@@ -192,6 +192,15 @@ pub struct BuildArgs {
     /// Extra build contexts: name=path or name=docker-image://ref.
     #[arg(long = "build-context", value_name = "NAME=VALUE")]
     pub build_contexts: Vec<String>,
+    /// Import build cache, tried in order: type=registry,ref=REF |
+    /// type=local,src=DIR[,tag=T] | REF. A missing source is a warning.
+    #[arg(long = "cache-from", value_name = "SPEC")]
+    pub cache_from: Vec<String>,
+    /// Export build cache: type=registry,ref=REF | type=local,dest=DIR |
+    /// type=inline; options mode=max|min (default max), cache-mounts=true,
+    /// ignore-error=true.
+    #[arg(long = "cache-to", value_name = "SPEC")]
+    pub cache_to: Vec<String>,
 }
 
 /// Turn docker's habit `rbuild -t app .` into `rbuild build -t app .`: when

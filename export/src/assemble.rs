@@ -59,6 +59,11 @@ pub struct AssembleOptions {
     pub source_date_epoch: Option<i64>,
     /// Manifest annotations (OCI media types only).
     pub annotations: BTreeMap<String, String>,
+    /// Extra top-level config fields (e.g. inline cache records).
+    pub extra_config: BTreeMap<String, serde_json::Value>,
+    /// Accept layers whose blobs are not in the store (they exist in a
+    /// registry the image is pushed to); their descriptors are trusted.
+    pub allow_remote_layers: bool,
 }
 
 impl Default for AssembleOptions {
@@ -67,6 +72,8 @@ impl Default for AssembleOptions {
             oci_mediatypes: true,
             source_date_epoch: None,
             annotations: BTreeMap::new(),
+            extra_config: BTreeMap::new(),
+            allow_remote_layers: false,
         }
     }
 }
@@ -237,7 +244,11 @@ pub fn assemble_image(
     let mut layer_descs = Vec::with_capacity(layers.len());
     for l in layers {
         let d = &l.descriptor;
-        let size = store.size(&d.digest)?;
+        let size = if opts.allow_remote_layers && !store.contains(&d.digest) {
+            d.size
+        } else {
+            store.size(&d.digest)?
+        };
         if size != d.size {
             return Err(Error::CorruptBlob {
                 digest: d.digest.clone(),
@@ -255,7 +266,13 @@ pub fn assemble_image(
         layer_descs.push(desc);
     }
 
-    let config_json = canonical_json(&config_value(config, layers, opts.source_date_epoch)?)?;
+    let mut config_v = config_value(config, layers, opts.source_date_epoch)?;
+    if let Some(obj) = config_v.as_object_mut() {
+        for (k, v) in &opts.extra_config {
+            obj.insert(k.clone(), v.clone());
+        }
+    }
+    let config_json = canonical_json(&config_v)?;
     let config_digest = store.put(&config_json)?;
     let (manifest_type, config_type) = if opts.oci_mediatypes {
         (mt::OCI_MANIFEST, mt::OCI_CONFIG)

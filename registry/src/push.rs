@@ -150,13 +150,18 @@ impl Client {
         desc: &Descriptor,
         mount_from: Option<&str>,
     ) -> Result<BlobOutcome> {
-        let have = store.size(&desc.digest)?;
-        if have != desc.size {
-            return Err(Error::SizeMismatch {
-                what: format!("local blob {}", desc.digest),
-                expected: desc.size,
-                actual: have,
-            });
+        // A blob that is not local must exist in the target repository or
+        // be mountable from `mount_from` (a lazily imported layer).
+        let local = store.contains(&desc.digest);
+        if local {
+            let have = store.size(&desc.digest)?;
+            if have != desc.size {
+                return Err(Error::SizeMismatch {
+                    what: format!("local blob {}", desc.digest),
+                    expected: desc.size,
+                    actual: have,
+                });
+            }
         }
         let probe = self.probe(ep).await?;
         let repo = &reference.repository;
@@ -166,6 +171,28 @@ impl Client {
             .await?;
         if resp.status() == StatusCode::OK {
             return Ok(BlobOutcome::Existed);
+        }
+        if !local {
+            if let Some(from) = mount_from.filter(|f| f != repo) {
+                let url = format!(
+                    "{}/v2/{repo}/blobs/uploads/?mount={}&from={from}",
+                    probe.base, desc.digest
+                );
+                let empty = |rb: reqwest::RequestBuilder| Ok(rb.header(CONTENT_LENGTH, "0"));
+                let resp = self
+                    .send(ep, scope, Method::POST, &url, &empty, true)
+                    .await?;
+                if resp.status() == StatusCode::CREATED {
+                    return Ok(BlobOutcome::Mounted);
+                }
+            }
+            return Err(Error::NotFound {
+                registry: reference.registry.clone(),
+                what: format!(
+                    "blob {} (not in the local store and not mountable into {repo})",
+                    desc.digest
+                ),
+            });
         }
         let path = store.blob_path(&desc.digest);
         let max = self.config().max_attempts;

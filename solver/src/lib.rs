@@ -20,6 +20,7 @@ pub mod index;
 pub mod ops;
 pub mod progress;
 pub mod pull;
+pub mod remote;
 pub mod scheduler;
 pub mod snap;
 

@@ -12,6 +12,7 @@ use crate::fileop::{self, Owner, OwnerMode};
 use crate::ignore::Matcher;
 use crate::index::{CacheIndex, CacheRecord, LayerRecord};
 use crate::progress::{Event, EventSender, LogStream};
+use crate::remote::{BlobSource, LazyChain, RemoteCache};
 use crate::scheduler::Runner;
 use crate::snap::Snaps;
 use crate::Error;
@@ -20,7 +21,7 @@ use rbuild_graph::{
     BuildGraph, Digest, ExecOp, FileAction, FileOp, ImageSource, InputIndex, MountKind,
     NetworkMode, Op, SecurityMode, SourceOp, VertexMeta,
 };
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -92,6 +93,26 @@ pub struct Ops {
     pub hasher: Arc<ContextHasher>,
     /// Cache-mount ids already emptied by this `--no-cache` build.
     pub emptied_cache_mounts: Mutex<std::collections::BTreeSet<String>>,
+    /// Imported caches (`--cache-from`), consulted when the index misses.
+    pub remote: RemoteCache,
+    /// Directory of the lock files that keep concurrent builds on one state
+    /// dir from doing the same work twice.
+    pub locks: PathBuf,
+    /// Shared state of this build (lazy results, results, cache mounts).
+    pub state: BuildState,
+}
+
+/// What a build learns as it runs, shared by its vertices.
+#[derive(Debug, Default)]
+pub struct BuildState {
+    /// Lazy results not unpacked yet, by their top snapshot name.
+    lazy: Mutex<HashMap<String, Arc<LazyChain>>>,
+    /// Where blobs of lazy layers come from.
+    blob_sources: Mutex<HashMap<Digest, Arc<BlobSource>>>,
+    /// (cache key, snapshot) of every rootfs result, in completion order.
+    results: Mutex<Vec<(Digest, Option<String>)>>,
+    /// Cache mounts used by RUN steps: id → directory.
+    cache_mounts: Mutex<BTreeMap<String, PathBuf>>,
 }
 
 #[allow(clippy::manual_async_fn)] // the trait requires a 'static future
@@ -117,6 +138,15 @@ impl Runner for Ops {
                 tokio::task::spawn_blocking(move || this.run_vertex(&vx, &v.op, &inputs, &meta))
                     .await
                     .map_err(|e| Error::Internal(format!("vertex task: {e}")))?;
+            if let Ok(VertexResult {
+                key,
+                value: ResultValue::Snapshot(s),
+            }) = &res
+            {
+                if let Ok(mut r) = self.state.results.lock() {
+                    r.push((key.clone(), s.clone()));
+                }
+            }
             if let Err(e) = &res {
                 let _ = self.events.send(Event::Failed {
                     vertex: vertex.clone(),
@@ -181,26 +211,121 @@ impl Ops {
 
     fn snapshot_of(&self, r: &VertexResult) -> Result<Option<String>, Error> {
         match &r.value {
-            ResultValue::Snapshot(s) => Ok(s.clone()),
+            ResultValue::Snapshot(s) => {
+                self.ensure(s.as_deref())?;
+                Ok(s.clone())
+            }
             ResultValue::Local(_) => Err(Error::Internal(
                 "a local directory cannot be used as a root filesystem".into(),
             )),
         }
     }
 
-    /// A hit in the index whose snapshot still exists.
+    /// A hit in the index whose snapshot still exists, or else in an
+    /// imported cache (a lazy result).
     fn lookup(&self, key: &Digest, meta: &VertexMeta) -> Option<Option<String>> {
         if self.no_cache || meta.ignore_cache {
             return None;
         }
-        let rec = self.index.get(key)?;
-        match &rec.snapshot {
-            Some(s) if !self.snaps.exists(s) => {
-                self.index.remove(key);
-                None
+        if let Some(rec) = self.index.get(key) {
+            match &rec.snapshot {
+                Some(s) if !self.snaps.exists(s) => self.index.remove(key),
+                s => return Some(s.clone()),
             }
-            s => Some(s.clone()),
         }
+        let chain = self.remote.get(key)?;
+        Some(self.register_lazy(chain))
+    }
+
+    /// Make a lazy chain usable as a result: its top snapshot name.
+    fn register_lazy(&self, chain: Arc<LazyChain>) -> Option<String> {
+        let top = chain.top()?;
+        if self.snaps.exists(&top) {
+            return Some(top);
+        }
+        if let Ok(mut b) = self.state.blob_sources.lock() {
+            for l in &chain.layers {
+                b.entry(l.descriptor.digest.clone())
+                    .or_insert_with(|| chain.source.clone());
+            }
+        }
+        if let Ok(mut l) = self.state.lazy.lock() {
+            l.entry(top.clone()).or_insert(chain);
+        }
+        Some(top)
+    }
+
+    fn lazy(&self, name: &str) -> Option<Arc<LazyChain>> {
+        self.state.lazy.lock().ok()?.get(name).cloned()
+    }
+
+    /// Unpack `snapshot` if it is a lazy result not unpacked yet.
+    pub fn ensure(&self, snapshot: Option<&str>) -> Result<(), Error> {
+        let Some(name) = snapshot else { return Ok(()) };
+        if self.snaps.exists(name) {
+            return Ok(());
+        }
+        match self.lazy(name) {
+            Some(chain) => crate::pull::materialize(self, &chain).map(|_| ()),
+            None => Ok(()),
+        }
+    }
+
+    /// An exclusive lock shared with other rbuild processes on this state
+    /// dir, held until the returned file is dropped.
+    pub fn lock(&self, name: &str) -> Result<std::fs::File, Error> {
+        let path = self.locks.join(name);
+        let io = |e| Error::Io(format!("lock {}", path.display()), e);
+        std::fs::create_dir_all(&self.locks).map_err(io)?;
+        let f = std::fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io)?;
+        f.lock().map_err(io)?;
+        Ok(f)
+    }
+
+    /// The cache key and snapshot of every rootfs result of this build.
+    pub fn results(&self) -> Vec<(Digest, Option<String>)> {
+        self.state
+            .results
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default()
+    }
+
+    /// The cache mounts RUN steps of this build used: id → directory.
+    pub fn used_cache_mounts(&self) -> BTreeMap<String, PathBuf> {
+        self.state
+            .cache_mounts
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or_default()
+    }
+
+    /// Where a blob that is not in the store can be fetched from.
+    pub fn blob_source(&self, digest: &Digest) -> Option<Arc<BlobSource>> {
+        self.state.blob_sources.lock().ok()?.get(digest).cloned()
+    }
+
+    /// Fetch every blob of `descs` missing from the store from where its
+    /// lazy layer came from.
+    pub fn fetch_blobs(&self, descs: &[rbuild_cache::Descriptor]) -> Result<(), Error> {
+        for d in descs {
+            if self.store.contains(&d.digest) {
+                continue;
+            }
+            let source = self.blob_source(&d.digest).ok_or_else(|| {
+                Error::Internal(format!("blob {} is neither local nor remote", d.digest))
+            })?;
+            crate::pull::fetch_all(self, &source, std::iter::once(d)).map_err(|e| Error::Pull {
+                reference: d.digest.to_string(),
+                message: e.to_string(),
+            })?;
+        }
+        Ok(())
     }
 
     fn run_vertex(
@@ -436,6 +561,8 @@ impl Ops {
         img: &ImageSource,
         meta: &VertexMeta,
     ) -> Result<VertexResult, Error> {
+        // Pulled content is reused even with --no-cache: the reference is
+        // pinned by digest, so the same key always means the same layers.
         let key = cache_key(op, &[], &[]);
         if let Some(rec) = self.index.get(&key) {
             if rec.snapshot.as_deref().is_none_or(|s| self.snaps.exists(s)) {
@@ -446,11 +573,18 @@ impl Ops {
                 });
             }
         }
+        // The layers are fetched and unpacked only when a step needs them.
         let t = self.started(vertex, meta);
-        // Pulled content is reused even with --no-cache: the reference is
-        // pinned by digest, so the same key always means the same layers.
-        let top = crate::pull::pull_image(self, img)?;
-        self.remember(&key, top.clone())?;
+        let chain = match self.remote.get(&key) {
+            Some(c) => c,
+            None => Arc::new(crate::pull::resolve_image(self, img, &key)?),
+        };
+        let top = self.register_lazy(chain);
+        if let Some(t) = &top {
+            if self.snaps.exists(t) {
+                self.remember(&key, top.clone())?;
+            }
+        }
         self.done(vertex, t);
         Ok(VertexResult {
             key,
@@ -467,6 +601,11 @@ impl Ops {
         meta: &VertexMeta,
     ) -> Result<VertexResult, Error> {
         let key = cache_key(op, inputs, &[]);
+        if let Some(hit) = self.hit(vertex, meta, &key) {
+            return Ok(hit);
+        }
+        // Another build on this state dir may be making the same result.
+        let _lock = self.lock(&format!("key-{}", key.hex()))?;
         if let Some(hit) = self.hit(vertex, meta, &key) {
             return Ok(hit);
         }
@@ -503,6 +642,7 @@ impl Ops {
         let mut mounts = Vec::new();
         let mut views = Vec::new();
         let mut scratch_dirs = Vec::new();
+        let mut locks = Vec::new();
         for m in e.mounts.iter().skip(1) {
             match &m.kind {
                 MountKind::Bind { readonly } => {
@@ -510,6 +650,7 @@ impl Ops {
                         Some(i) => match &self.input(inputs, i)?.value {
                             ResultValue::Local(c) => c.path.clone(),
                             ResultValue::Snapshot(s) => {
+                                self.ensure(s.as_deref())?;
                                 let v = self.snaps.view(s.as_deref())?;
                                 let p = v.mountpoint.clone();
                                 views.push(v);
@@ -537,11 +678,16 @@ impl Ops {
                     uid,
                     gid,
                     readonly,
-                    ..
+                    sharing,
                 } => {
-                    let dir = self
-                        .cache_mounts
-                        .join(Digest::sha256_of(id.as_bytes()).hex());
+                    let hex = Digest::sha256_of(id.as_bytes()).hex().to_string();
+                    let dir = self.cache_mounts.join(&hex);
+                    if *sharing == rbuild_graph::CacheSharing::Locked {
+                        locks.push(self.lock(&format!("cache-mount-{hex}"))?);
+                    }
+                    if let Ok(mut m) = self.state.cache_mounts.lock() {
+                        m.insert(id.clone(), dir.clone());
+                    }
                     // --no-cache starts cache mounts empty, once per build.
                     if self.no_cache
                         && self
@@ -553,6 +699,9 @@ impl Ops {
                         let _ = std::fs::remove_dir_all(&dir);
                     }
                     if !dir.exists() {
+                        if !self.no_cache {
+                            self.import_cache_mount(id, &dir)?;
+                        }
                         std::fs::create_dir_all(&dir)
                             .map_err(|e| Error::Io("cache mount".into(), e))?;
                         use std::os::unix::fs::PermissionsExt;
@@ -659,6 +808,7 @@ impl Ops {
             self.snaps.release_view(v);
         }
         drop(scratch_dirs);
+        drop(locks);
         if self.cancel.is_cancelled() {
             return Err(Error::Cancelled);
         }
@@ -679,6 +829,33 @@ impl Ops {
             },
             output: last_lines(&tail, 20),
         })
+    }
+
+    /// Fill cache mount `id` at `dir` from an imported cache, if one has it.
+    fn import_cache_mount(&self, id: &str, dir: &Path) -> Result<(), Error> {
+        let Some((source, desc)) = self.remote.cache_mount(id) else {
+            return Ok(());
+        };
+        let fail = |m: String| Error::Pull {
+            reference: format!("cache mount {id}"),
+            message: m,
+        };
+        crate::pull::fetch_all(self, &source, std::iter::once(&desc))
+            .map_err(|e| fail(e.to_string()))?;
+        let parent = dir.parent().unwrap_or(dir);
+        std::fs::create_dir_all(parent).map_err(|e| Error::Io("cache mount".into(), e))?;
+        let tmp = tempfile::tempdir_in(parent).map_err(|e| Error::Io("cache mount".into(), e))?;
+        let blob = self.store.open_blob(&desc.digest)?;
+        rbuild_cache::apply_layer(
+            std::io::BufReader::new(blob),
+            &rbuild_cache::ApplyTarget::plain(tmp.path()),
+        )?;
+        let staged = tmp.keep();
+        if std::fs::rename(&staged, dir).is_err() {
+            // Another build made it meanwhile: keep theirs.
+            let _ = std::fs::remove_dir_all(&staged);
+        }
+        Ok(())
     }
 
     fn file(
@@ -714,6 +891,10 @@ impl Ops {
         if let Some(hit) = self.hit(vertex, meta, &key) {
             return Ok(hit);
         }
+        let _lock = self.lock(&format!("key-{}", key.hex()))?;
+        if let Some(hit) = self.hit(vertex, meta, &key) {
+            return Ok(hit);
+        }
         let miss = self.record_step(&key, op, inputs, &files, meta);
         let parent = match f.base {
             Some(i) => self.snapshot_of(self.input(inputs, i)?)?,
@@ -740,6 +921,7 @@ impl Ops {
                                 Some(&l.ignore),
                             ),
                             ResultValue::Snapshot(s) => {
+                                self.ensure(s.as_deref())?;
                                 let v = self.snaps.view(s.as_deref())?;
                                 let p = v.mountpoint.clone();
                                 views.push(v);
@@ -807,6 +989,49 @@ impl Ops {
         })
     }
 
+    /// Snapshot names on the chain of `top` (itself and its parents).
+    fn chain_names(&self, top: Option<&str>) -> Result<std::collections::HashSet<String>, Error> {
+        let mut out = std::collections::HashSet::new();
+        let Some(t) = top else { return Ok(out) };
+        if !self.snaps.exists(t) {
+            if let Some(lazy) = self.lazy(t) {
+                out.extend(lazy.names());
+                return Ok(out);
+            }
+        }
+        let mut cur = Some(t.to_string());
+        while let Some(s) = cur {
+            cur = self.snaps.parent(&s)?;
+            out.insert(s);
+        }
+        Ok(out)
+    }
+
+    /// The cache records of this build for export: (key, layers) of every
+    /// rootfs result (`all`), or only of those on the chain of `top`.
+    pub fn cache_records(
+        &self,
+        top: Option<&str>,
+        all: bool,
+        compression: rbuild_cache::Compression,
+        source_date_epoch: Option<i64>,
+    ) -> Result<Vec<(Digest, Vec<LayerRecord>)>, Error> {
+        let keep = self.chain_names(top)?;
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        for (key, snap) in self.results() {
+            if !seen.insert(key.clone()) {
+                continue;
+            }
+            if !all && snap.as_ref().is_some_and(|s| !keep.contains(s)) {
+                continue;
+            }
+            let layers = self.layers(snap.as_deref(), compression, source_date_epoch, false)?;
+            out.push((key, layers));
+        }
+        Ok(out)
+    }
+
     /// The layers of a result, base first, made (and cached) as needed.
     /// Pulled layers keep their original blobs.
     pub fn layers(
@@ -816,6 +1041,11 @@ impl Ops {
         source_date_epoch: Option<i64>,
         force_compression: bool,
     ) -> Result<Vec<LayerRecord>, Error> {
+        if let Some(t) = top.filter(|t| !self.snaps.exists(t)) {
+            if let Some(lazy) = self.lazy(t) {
+                return Ok(lazy.layers.clone());
+            }
+        }
         let mut chain = Vec::new();
         let mut cur = top.map(str::to_string);
         while let Some(s) = cur {

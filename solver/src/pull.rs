@@ -1,21 +1,16 @@
-//! Image sources: resolve the pinned manifest, fetch the layer blobs
-//! concurrently, and unpack each layer into its own snapshot (in parallel:
-//! overlay layer directories do not depend on each other), chained by the
-//! OCI chain ID so images sharing a base share its snapshots.
+//! Image sources and lazy chains: resolve a pinned image to its layers
+//! (manifest and config only), and unpack a [`LazyChain`] when a step first
+//! needs its files: fetch the missing blobs concurrently, then unpack each
+//! layer into its own snapshot, named by the OCI chain ID so images and
+//! caches sharing a base share its snapshots.
 
-use crate::index::LayerRecord;
+use crate::index::{CacheRecord, LayerRecord};
 use crate::ops::Ops;
+use crate::remote::{BlobSource, LazyChain};
 use crate::Error;
 use rbuild_graph::{Digest, ImageSource};
 use std::io::Read;
-
-/// The chain ID of a layer stack: `sha256(parent_chain + " " + diff_id)`.
-pub fn chain_id(parent: Option<&Digest>, diff_id: &Digest) -> Digest {
-    match parent {
-        None => diff_id.clone(),
-        Some(p) => Digest::sha256_of(format!("{p} {diff_id}").as_bytes()),
-    }
-}
+use std::sync::Arc;
 
 fn pull_err(reference: &str, e: impl std::fmt::Display) -> Error {
     Error::Pull {
@@ -24,8 +19,8 @@ fn pull_err(reference: &str, e: impl std::fmt::Display) -> Error {
     }
 }
 
-/// Make sure every layer of `img` is unpacked; return the top snapshot.
-pub fn pull_image(ops: &Ops, img: &ImageSource) -> Result<Option<String>, Error> {
+/// Resolve `img` to its layers without downloading them.
+pub fn resolve_image(ops: &Ops, img: &ImageSource, key: &Digest) -> Result<LazyChain, Error> {
     let rt = tokio::runtime::Handle::current();
     let reference = rbuild_registry::Reference::parse(&img.reference)
         .map_err(|e| pull_err(&img.reference, e))?;
@@ -49,36 +44,138 @@ pub fn pull_image(ops: &Ops, img: &ImageSource) -> Result<Option<String>, Error>
             ),
         ));
     }
+    Ok(LazyChain {
+        source: Arc::new(BlobSource::Registry(reference)),
+        layers: resolved
+            .layers
+            .into_iter()
+            .zip(diff_ids)
+            .map(|(descriptor, diff_id)| LayerRecord {
+                diff_id,
+                descriptor,
+                empty: false,
+            })
+            .collect(),
+        remember: Some(key.clone()),
+    })
+}
 
-    // Protect the blobs from a concurrent prune until the build ends.
-    let blobs: Vec<Digest> = resolved.layers.iter().map(|l| l.digest.clone()).collect();
-    ops.protect(&blobs, &[]);
-
-    // Names of the layer snapshots, base first.
-    let mut names = Vec::new();
-    let mut chain: Option<Digest> = None;
-    for d in &diff_ids {
-        let c = chain_id(chain.as_ref(), d);
-        names.push(format!("layer-{}", c.hex()));
-        chain = Some(c);
+fn source_name(s: &BlobSource) -> String {
+    match s {
+        BlobSource::Registry(r) => r.to_string(),
+        BlobSource::Layout(p) => p.display().to_string(),
     }
+}
 
-    // Fetch the blobs of missing layers, bounded concurrency in the client.
+/// Make sure every layer of `chain` is unpacked; return the top snapshot.
+pub fn materialize(ops: &Ops, chain: &LazyChain) -> Result<Option<String>, Error> {
+    let what = source_name(&chain.source);
+    let names = chain.names();
+    // Protect the blobs from a concurrent prune until the build ends.
+    let blobs: Vec<Digest> = chain
+        .layers
+        .iter()
+        .map(|l| l.descriptor.digest.clone())
+        .collect();
+    let snaps: Vec<&str> = names.iter().map(String::as_str).collect();
+    ops.protect(&blobs, &snaps);
+
     let missing: Vec<usize> = (0..names.len())
         .filter(|&i| !ops.snaps.exists(&names[i]))
         .collect();
-    let fetches = missing.iter().map(|&i| {
-        let desc = resolved.layers[i].clone();
-        let reference = reference.clone();
-        let client = ops.registry.clone();
-        let store = ops.store.clone();
-        async move { client.fetch_blob(&reference, &desc, &store).await }
-    });
+    fetch_all(
+        ops,
+        &chain.source,
+        missing.iter().map(|&i| &chain.layers[i].descriptor),
+    )
+    .map_err(|e| pull_err(&what, e))?;
+
+    // Unpack in order: each snapshot's parent must be committed first.
+    let mut parent: Option<String> = None;
+    for (name, layer) in names.iter().zip(&chain.layers) {
+        if !ops.snaps.exists(name) {
+            let _lock = ops.lock(name)?;
+            if !ops.snaps.exists(name) {
+                unpack(ops, parent.as_deref(), name, layer, &what)?;
+            }
+        }
+        ops.index
+            .put_layer(name, "pulled", layer)
+            .map_err(|e| Error::Io("write layer index".into(), e))?;
+        parent = Some(name.clone());
+    }
+    if let Some(key) = &chain.remember {
+        ops.index
+            .put(
+                key,
+                &CacheRecord {
+                    snapshot: parent.clone(),
+                },
+            )
+            .map_err(|e| Error::Io("write cache index".into(), e))?;
+    }
+    Ok(parent)
+}
+
+fn unpack(
+    ops: &Ops,
+    parent: Option<&str>,
+    name: &str,
+    layer: &LayerRecord,
+    what: &str,
+) -> Result<(), Error> {
+    let work = ops.snaps.prepare_unmounted(parent)?;
+    let unpacked = (|| {
+        let target = ops.snaps.apply_target(&work)?;
+        let blob = ops.store.open_blob(&layer.descriptor.digest)?;
+        let reader: Box<dyn Read + Send> =
+            Box::new(std::io::BufReader::with_capacity(256 * 1024, blob));
+        let stats = rbuild_cache::apply_layer(reader, &target)?;
+        if stats.diff_id != layer.diff_id {
+            return Err(pull_err(
+                what,
+                format!(
+                    "layer {} unpacks to {} but the config says {}",
+                    layer.descriptor.digest, stats.diff_id, layer.diff_id
+                ),
+            ));
+        }
+        Ok(())
+    })();
+    match unpacked {
+        Ok(()) => {
+            ops.snaps.commit(work, name)?;
+            Ok(())
+        }
+        Err(e) => {
+            ops.snaps.abort(work);
+            Err(e)
+        }
+    }
+}
+
+/// Fetch blobs from `source` into the store, four at a time.
+pub fn fetch_all<'a>(
+    ops: &Ops,
+    source: &Arc<BlobSource>,
+    descs: impl Iterator<Item = &'a rbuild_cache::Descriptor>,
+) -> Result<(), crate::remote::CacheError> {
+    let descs: Vec<rbuild_cache::Descriptor> = descs
+        .filter(|d| !ops.store.contains(&d.digest))
+        .cloned()
+        .collect();
+    if descs.is_empty() {
+        return Ok(());
+    }
+    let rt = tokio::runtime::Handle::current();
     rt.block_on(async {
         let mut set = tokio::task::JoinSet::new();
         let mut results = Vec::new();
-        for f in fetches {
-            set.spawn(f);
+        for d in descs {
+            let source = source.clone();
+            let client = ops.registry.clone();
+            let store = ops.store.clone();
+            set.spawn_blocking(move || source.fetch(&client, &store, &d));
             if set.len() >= 4 {
                 if let Some(r) = set.join_next().await {
                     results.push(r);
@@ -89,57 +186,8 @@ pub fn pull_image(ops: &Ops, img: &ImageSource) -> Result<Option<String>, Error>
             results.push(r);
         }
         for r in results {
-            r.map_err(|e| pull_err(&img.reference, e))?
-                .map_err(|e| pull_err(&img.reference, e))?;
+            r.map_err(|e| crate::remote::CacheError::Invalid(format!("fetch task: {e}")))??;
         }
-        Ok::<(), Error>(())
-    })?;
-
-    // Unpack in order: each snapshot's parent must be committed first.
-    let mut parent: Option<String> = None;
-    for (i, name) in names.iter().enumerate() {
-        let desc = &resolved.layers[i];
-        if !ops.snaps.exists(name) {
-            let work = ops.snaps.prepare_unmounted(parent.as_deref())?;
-            let unpacked = (|| {
-                let target = ops.snaps.apply_target(&work)?;
-                let blob = ops.store.open_blob(&desc.digest)?;
-                let reader: Box<dyn Read + Send> =
-                    Box::new(std::io::BufReader::with_capacity(256 * 1024, blob));
-                let stats = rbuild_cache::apply_layer(reader, &target)?;
-                if stats.diff_id != diff_ids[i] {
-                    return Err(pull_err(
-                        &img.reference,
-                        format!(
-                            "layer {} unpacks to {} but the config says {}",
-                            desc.digest, stats.diff_id, diff_ids[i]
-                        ),
-                    ));
-                }
-                Ok(())
-            })();
-            match unpacked {
-                Ok(()) => {
-                    ops.snaps.commit(work, name)?;
-                }
-                Err(e) => {
-                    ops.snaps.abort(work);
-                    return Err(e);
-                }
-            }
-        }
-        ops.index
-            .put_layer(
-                name,
-                "pulled",
-                &LayerRecord {
-                    diff_id: diff_ids[i].clone(),
-                    descriptor: desc.clone(),
-                    empty: false,
-                },
-            )
-            .map_err(|e| Error::Io("write layer index".into(), e))?;
-        parent = Some(name.clone());
-    }
-    Ok(parent)
+        Ok(())
+    })
 }
