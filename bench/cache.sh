@@ -10,13 +10,6 @@
 # bc, rbuild built in release).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[[ -f scripts/env.sh ]] && source scripts/env.sh
-N="${N:-3}"
-RBUILD="${RBUILD:-target/release/rbuild}"
-REG="${RBUILD_REGISTRY:-127.0.0.1:5000}"
-BUILDAH_RUNTIME="${BUILDAH_RUNTIME:-runc}"
-if [[ ! -x "$RBUILD" ]]; then cargo build --release --quiet; fi
-RBUILD=$(realpath "$RBUILD")
 source bench/lib.sh
 
 ctx="$work/ctx-go"

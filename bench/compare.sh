@@ -13,16 +13,8 @@
 # (built in release when RBUILD is unset and target/release/rbuild is missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[[ -f scripts/env.sh ]] && source scripts/env.sh
-N="${N:-3}"                       # runs per measurement; the median is reported
 RUNS="${RUNS:-10}"                # number of `RUN true` steps for the per-step cost
 ONLY="${ONLY:-hello go par big thirty runtrue}"
-RBUILD="${RBUILD:-target/release/rbuild}"
-REG="${RBUILD_REGISTRY:-127.0.0.1:5000}"
-BUILDAH_RUNTIME="${BUILDAH_RUNTIME:-runc}"
-if [[ ! -x "$RBUILD" ]]; then cargo build --release --quiet; fi
-RBUILD=$(realpath "$RBUILD")
-
 source bench/lib.sh
 
 want() { [[ " $ONLY " == *" $1 "* ]]; }

@@ -1,7 +1,15 @@
-# Shared by the bench scripts (source it after setting RBUILD, REG, N,
-# BUILDAH_RUNTIME): a work dir removed on exit, per-state build helpers for
-# both tools, `measure` (median of N timed runs) and `row` (a table row with
-# the ratio rbuild/buildah).
+# Shared by the bench scripts (source it from the repository root): the
+# settings (N, RBUILD, REG, BUILDAH_RUNTIME), a work dir removed on exit,
+# per-state build helpers for both tools, `measure` (median of N timed runs)
+# and `row` (a table row with the ratio rbuild/buildah).
+[[ -f scripts/env.sh ]] && source scripts/env.sh
+N="${N:-3}"                       # runs per measurement; the median is reported
+RBUILD="${RBUILD:-target/release/rbuild}"
+REG="${RBUILD_REGISTRY:-127.0.0.1:5000}"
+BUILDAH_RUNTIME="${BUILDAH_RUNTIME:-runc}"
+if [[ ! -x "$RBUILD" ]]; then cargo build --release --quiet; fi
+RBUILD=$(realpath "$RBUILD")
+
 work=$(mktemp -d "${BENCH_TMP:-/var/tmp}/rbuild-bench.XXXXXX")
 # buildah's overlay driver leaves its layer mounts behind; unmount before rm.
 umount_under() {
