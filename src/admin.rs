@@ -212,6 +212,7 @@ pub fn prune(cli: &Cli, args: &PruneArgs) -> Result<()> {
         }
     }
     let leftovers = remove_leftovers(&root, &snaps)?;
+    remove_idle_locks(&root.join("locks"));
     store.clean_ingest().ok();
     let mut freed = 0;
     let mut removed_snaps = 0;
@@ -250,6 +251,22 @@ pub fn prune(cli: &Cli, args: &PruneArgs) -> Result<()> {
     );
     println!("Total reclaimed space: {}", human(freed));
     Ok(())
+}
+
+/// Remove the lock files no running build holds. A build that opened one
+/// just before it goes at worst repeats a step another build is running;
+/// committing the same result twice is safe.
+fn remove_idle_locks(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if let Ok(f) = std::fs::File::open(e.path()) {
+            if f.try_lock().is_ok() {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
 }
 
 /// `rbuild login`.

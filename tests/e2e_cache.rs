@@ -411,4 +411,9 @@ fn two_builds_at_once_on_one_state_dir_share_results() {
         index.contains("x:latest") && index.contains("y:latest"),
         "{index}"
     );
+
+    // The lock files of finished builds are leftovers that prune removes.
+    assert!(rb.path().join("locks").read_dir().expect("locks").count() > 0);
+    rb.ok(["prune"]);
+    assert_eq!(rb.path().join("locks").read_dir().expect("locks").count(), 0);
 }
