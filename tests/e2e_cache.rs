@@ -415,5 +415,8 @@ fn two_builds_at_once_on_one_state_dir_share_results() {
     // The lock files of finished builds are leftovers that prune removes.
     assert!(rb.path().join("locks").read_dir().expect("locks").count() > 0);
     rb.ok(["prune"]);
-    assert_eq!(rb.path().join("locks").read_dir().expect("locks").count(), 0);
+    assert_eq!(
+        rb.path().join("locks").read_dir().expect("locks").count(),
+        0
+    );
 }
