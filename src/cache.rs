@@ -157,8 +157,8 @@ pub fn config_for(
         .cache_records(top, to.max, compression, epoch)
         .context("collect cache records")?;
     let mut config = CacheConfig::default();
-    for (key, layers) in &records {
-        config.add_record(key, layers);
+    for (key, layers, result) in &records {
+        config.add_record_with_result(key, layers, result.as_ref());
     }
     if to.cache_mounts {
         for (id, dir) in ops.used_cache_mounts() {
@@ -200,7 +200,7 @@ pub fn inline_records(
         .map(|l| &l.diff_id)
         .collect();
     let mut out = Vec::new();
-    for (key, layers) in ops
+    for (key, layers, result) in ops
         .cache_records(top, false, compression, epoch)
         .context("collect cache records")?
     {
@@ -213,6 +213,7 @@ pub fn inline_records(
             out.push(remote::InlineEntry {
                 key,
                 layers: own.len(),
+                result,
             });
         }
     }

@@ -420,3 +420,34 @@ fn two_builds_at_once_on_one_state_dir_share_results() {
         0
     );
 }
+
+#[test]
+fn copy_from_a_rebuilt_stage_with_the_same_output_stays_cached() {
+    require_root();
+    require_registry();
+    // As in BuildKit, COPY --from is also keyed by the content it copies.
+    let ctx = context(
+        "ARG REGISTRY\nFROM ${REGISTRY}/library/busybox:latest AS build\nCOPY a.txt /a.txt\nRUN --mount=type=cache,id=runlog,target=/runlog echo build >> /runlog/log && echo constant > /out.txt\nFROM ${REGISTRY}/library/busybox:latest\nCOPY --from=build /out.txt /out.txt\nRUN --mount=type=cache,id=runlog,target=/runlog echo after >> /runlog/log && cat /out.txt > /copy.txt\n",
+    );
+    let rb = Rbuild::new();
+    rb.ok(build_args(ctx.path(), &[]));
+    std::fs::write(ctx.path().join("a.txt"), "a2\n").expect("write");
+    let out = rb.ok(build_args(ctx.path(), &[]));
+    let log = std::fs::read_to_string(
+        rb.path()
+            .join("cache-mounts")
+            .join(sha256_hex(b"runlog"))
+            .join("log"),
+    )
+    .expect("log");
+    assert_eq!(
+        log, "build\nafter\nbuild\n",
+        "the step after the copy stayed cached:\n{out}"
+    );
+    let copy_line = out
+        .lines()
+        .position(|l| l.contains("COPY --from=build"))
+        .expect("COPY --from step");
+    let rest: Vec<&str> = out.lines().skip(copy_line + 1).take(1).collect();
+    assert!(rest[0].ends_with("CACHED"), "{out}");
+}

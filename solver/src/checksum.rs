@@ -21,12 +21,24 @@ type StatKey = (u64, u64, u64, i64, i64, i64, i64);
 #[derive(Default)]
 pub struct ContextHasher {
     files: Mutex<HashMap<StatKey, [u8; 32]>>,
+    /// Hash owners too (files of a stage keep them when copied; a build
+    /// context's files are copied as 0:0, so their owners never count).
+    owners: bool,
 }
 
 impl ContextHasher {
     /// A hasher with an empty memo.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A hasher that also covers each entry's uid and gid (for the files
+    /// of a stage or an image).
+    pub fn with_owners() -> Self {
+        Self {
+            owners: true,
+            ..Self::default()
+        }
     }
 
     /// A hasher whose memo is loaded from `path` (written by
@@ -60,6 +72,7 @@ impl ContextHasher {
         }
         Self {
             files: Mutex::new(files),
+            owners: false,
         }
     }
 
@@ -143,6 +156,10 @@ impl ContextHasher {
         h.update(rel.as_bytes());
         h.update([0]);
         h.update(mode.to_le_bytes());
+        if self.owners {
+            h.update(meta.uid().to_le_bytes());
+            h.update(meta.gid().to_le_bytes());
+        }
         let ft = meta.file_type();
         if ft.is_file() {
             h.update(b"f");

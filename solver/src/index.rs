@@ -27,6 +27,10 @@ pub struct LayerRecord {
 pub struct CacheRecord {
     /// The committed snapshot holding the result; `None` for an empty rootfs.
     pub snapshot: Option<String>,
+    /// The key later steps build on, when it differs from the looked-up
+    /// one: a COPY from a stage found by the content it copies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result_key: Option<Digest>,
 }
 
 /// The on-disk index.

@@ -102,6 +102,12 @@ pub struct Ops {
     pub state: BuildState,
 }
 
+/// A cache hit: the snapshot and the key later steps build on.
+struct Hit {
+    snapshot: Option<String>,
+    key: Digest,
+}
+
 /// What a build learns as it runs, shared by its vertices.
 #[derive(Debug, Default)]
 pub struct BuildState {
@@ -113,6 +119,9 @@ pub struct BuildState {
     results: Mutex<Vec<(Digest, Option<String>)>>,
     /// Cache mounts used by RUN steps: id → directory.
     cache_mounts: Mutex<BTreeMap<String, PathBuf>>,
+    /// Definition keys of COPY steps whose result is known by its content
+    /// key: (definition key, content key).
+    aliases: Mutex<Vec<(Digest, Digest)>>,
 }
 
 #[allow(clippy::manual_async_fn)] // the trait requires a 'static future
@@ -223,18 +232,26 @@ impl Ops {
 
     /// A hit in the index whose snapshot still exists, or else in an
     /// imported cache (a lazy result).
-    fn lookup(&self, key: &Digest, meta: &VertexMeta) -> Option<Option<String>> {
+    fn lookup(&self, key: &Digest, meta: &VertexMeta) -> Option<Hit> {
         if self.no_cache || meta.ignore_cache {
             return None;
         }
         if let Some(rec) = self.index.get(key) {
             match &rec.snapshot {
                 Some(s) if !self.snaps.exists(s) => self.index.remove(key),
-                s => return Some(s.clone()),
+                s => {
+                    return Some(Hit {
+                        snapshot: s.clone(),
+                        key: rec.result_key.unwrap_or_else(|| key.clone()),
+                    })
+                }
             }
         }
-        let chain = self.remote.get(key)?;
-        Some(self.register_lazy(chain))
+        let (chain, result) = self.remote.get(key)?;
+        Some(Hit {
+            snapshot: self.register_lazy(chain),
+            key: result.unwrap_or_else(|| key.clone()),
+        })
     }
 
     /// Make a lazy chain usable as a result: its top snapshot name.
@@ -409,18 +426,41 @@ impl Ops {
 
     /// A cache hit for `key`, announced as CACHED.
     fn hit(&self, vertex: &Digest, meta: &VertexMeta, key: &Digest) -> Option<VertexResult> {
-        let s = self.lookup(key, meta)?;
+        let Hit {
+            snapshot: s,
+            key: k,
+        } = self.lookup(key, meta)?;
+        if &k != key {
+            self.alias(key, &k);
+        }
+        let key = k;
         self.cached(vertex, meta);
         Some(VertexResult {
-            key: key.clone(),
+            key,
             value: ResultValue::Snapshot(s),
         })
     }
 
     /// Record `key`'s result in the index.
     fn remember(&self, key: &Digest, snapshot: Option<String>) -> Result<(), Error> {
+        self.remember_as(key, snapshot, None)
+    }
+
+    /// Record `key`'s result, known to later steps as `result_key`.
+    fn remember_as(
+        &self,
+        key: &Digest,
+        snapshot: Option<String>,
+        result_key: Option<Digest>,
+    ) -> Result<(), Error> {
         self.index
-            .put(key, &CacheRecord { snapshot })
+            .put(
+                key,
+                &CacheRecord {
+                    snapshot,
+                    result_key,
+                },
+            )
             .map_err(|e| Error::Io("write cache index".into(), e))
     }
 
@@ -527,7 +567,7 @@ impl Ops {
             }
         }
         let key = cache_key(op, &[], &[digest.to_string()]);
-        if let Some(s) = self.lookup(&key, meta) {
+        if let Some(Hit { snapshot: s, key }) = self.lookup(&key, meta) {
             self.done(vertex, t);
             return Ok(VertexResult {
                 key,
@@ -576,7 +616,7 @@ impl Ops {
         // The layers are fetched and unpacked only when a step needs them.
         let t = self.started(vertex, meta);
         let chain = match self.remote.get(&key) {
-            Some(c) => c,
+            Some((c, _)) => c,
             None => Arc::new(crate::pull::resolve_image(self, img, &key)?),
         };
         let top = self.register_lazy(chain);
@@ -895,6 +935,21 @@ impl Ops {
         if let Some(hit) = self.hit(vertex, meta, &key) {
             return Ok(hit);
         }
+        // As BuildKit does, a COPY from a stage or an image is also keyed by
+        // the content it copies: a rebuilt stage with the same output is
+        // still a hit, and so are the steps after it.
+        let content = self.content_key(op, f, inputs, &extra)?;
+        if let Some(ck) = &content {
+            if let Some(Hit { snapshot, key: k }) = self.lookup(ck, meta) {
+                self.remember_as(&key, snapshot.clone(), Some(k.clone()))?;
+                self.alias(&key, &k);
+                self.cached(vertex, meta);
+                return Ok(VertexResult {
+                    key: k,
+                    value: ResultValue::Snapshot(snapshot),
+                });
+            }
+        }
         let miss = self.record_step(&key, op, inputs, &files, meta);
         let parent = match f.base {
             Some(i) => self.snapshot_of(self.input(inputs, i)?)?,
@@ -902,9 +957,64 @@ impl Ops {
         };
         let t = self.started(vertex, meta);
         self.note(vertex, miss);
-        self.build_snapshot(vertex, meta, key, "file", parent.as_deref(), t, |root| {
-            self.file_in(f, inputs, root)
-        })
+        let mut r = self.build_snapshot(
+            vertex,
+            meta,
+            key.clone(),
+            "file",
+            parent.as_deref(),
+            t,
+            |root| self.file_in(f, inputs, root),
+        )?;
+        if let (Some(ck), ResultValue::Snapshot(s)) = (content, &r.value) {
+            self.remember_as(&key, s.clone(), Some(ck.clone()))?;
+            self.remember(&ck, s.clone())?;
+            self.alias(&key, &ck);
+            r.key = ck;
+        }
+        Ok(r)
+    }
+
+    fn alias(&self, definition: &Digest, content: &Digest) {
+        if let Ok(mut a) = self.state.aliases.lock() {
+            a.push((definition.clone(), content.clone()));
+        }
+    }
+
+    /// The content key of a file op that copies from stages or images: the
+    /// definition key with each such source's key replaced by a checksum
+    /// of what the copy selects in it (with owners, which such a copy
+    /// keeps). `None` when nothing is copied from a root filesystem.
+    fn content_key(
+        &self,
+        op: &Op,
+        f: &FileOp,
+        inputs: &[VertexResult],
+        extra: &[String],
+    ) -> Result<Option<Digest>, Error> {
+        let mut extra = extra.to_vec();
+        let mut replaced: Vec<VertexResult> = inputs.to_vec();
+        let mut any = false;
+        let hasher = ContextHasher::with_owners();
+        for a in &f.actions {
+            let FileAction::Copy(c) = a else { continue };
+            let src = self.input(inputs, c.source)?;
+            let ResultValue::Snapshot(s) = &src.value else {
+                continue;
+            };
+            self.ensure(s.as_deref())?;
+            let view = self.snaps.view(s.as_deref())?;
+            let sum = hasher.checksum(&view.mountpoint, &c.src, c.follow_symlinks, None);
+            self.snaps.release_view(view);
+            extra.push(format!("content:{}:{}", c.source.0, sum?));
+            if let Some(r) = replaced.get_mut(c.source.0 as usize) {
+                if Some(c.source) != f.base {
+                    r.key = Digest::sha256_of(b"content-addressed input");
+                }
+            }
+            any = true;
+        }
+        Ok(any.then(|| cache_key(op, &replaced, &extra)))
     }
 
     fn file_in(&self, f: &FileOp, inputs: &[VertexResult], root: &Path) -> Result<(), Error> {
@@ -1007,18 +1117,21 @@ impl Ops {
         Ok(out)
     }
 
-    /// The cache records of this build for export: (key, layers) of every
-    /// rootfs result (`all`), or only of those on the chain of `top`.
+    /// The cache records of this build for export: (key, layers, the key
+    /// later steps build on if not `key`) of every rootfs result (`all`),
+    /// or only of those on the chain of `top`.
+    #[allow(clippy::type_complexity)]
     pub fn cache_records(
         &self,
         top: Option<&str>,
         all: bool,
         compression: rbuild_cache::Compression,
         source_date_epoch: Option<i64>,
-    ) -> Result<Vec<(Digest, Vec<LayerRecord>)>, Error> {
+    ) -> Result<Vec<(Digest, Vec<LayerRecord>, Option<Digest>)>, Error> {
         let keep = self.chain_names(top)?;
         let mut seen = std::collections::HashSet::new();
         let mut out = Vec::new();
+        let mut by_key = HashMap::new();
         for (key, snap) in self.results() {
             if !seen.insert(key.clone()) {
                 continue;
@@ -1027,7 +1140,21 @@ impl Ops {
                 continue;
             }
             let layers = self.layers(snap.as_deref(), compression, source_date_epoch, false)?;
-            out.push((key, layers));
+            by_key.insert(key.clone(), layers.clone());
+            out.push((key, layers, None));
+        }
+        let aliases = self
+            .state
+            .aliases
+            .lock()
+            .map(|a| a.clone())
+            .unwrap_or_default();
+        for (def, result) in aliases {
+            if let Some(layers) = by_key.get(&result) {
+                if seen.insert(def.clone()) {
+                    out.push((def, layers.clone(), Some(result)));
+                }
+            }
         }
         Ok(out)
     }

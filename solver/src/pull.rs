@@ -110,6 +110,7 @@ pub fn materialize(ops: &Ops, chain: &LazyChain) -> Result<Option<String>, Error
                 key,
                 &CacheRecord {
                     snapshot: parent.clone(),
+                    result_key: None,
                 },
             )
             .map_err(|e| Error::Io("write cache index".into(), e))?;

@@ -155,6 +155,10 @@ pub struct CacheEntry {
     pub key: Digest,
     /// Layer indexes, base first.
     pub layers: Vec<usize>,
+    /// The key later steps build on, when it differs from `key` (see
+    /// [`crate::index::CacheRecord::result_key`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Digest>,
 }
 
 /// The contents of a `RUN --mount=type=cache` directory.
@@ -197,6 +201,17 @@ impl CacheConfig {
     /// Add the record of `key` (layers base first; empty ones are skipped).
     /// A key already present keeps its first record.
     pub fn add_record(&mut self, key: &Digest, layers: &[LayerRecord]) {
+        self.add_record_with_result(key, layers, None)
+    }
+
+    /// [`CacheConfig::add_record`] for a key whose result is known to later
+    /// steps by another key.
+    pub fn add_record_with_result(
+        &mut self,
+        key: &Digest,
+        layers: &[LayerRecord],
+        result: Option<&Digest>,
+    ) {
         if self.records.iter().any(|r| &r.key == key) {
             return;
         }
@@ -208,6 +223,7 @@ impl CacheConfig {
         self.records.push(CacheEntry {
             key: key.clone(),
             layers: idx,
+            result: result.cloned(),
         });
     }
 
@@ -271,13 +287,16 @@ pub struct InlineEntry {
     pub key: Digest,
     /// How many of the image's layers make the result.
     pub layers: usize,
+    /// The key later steps build on, when it differs from `key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Digest>,
 }
 
 /// Every imported cache, consulted when the local index misses. Earlier
 /// sources win when two know the same key.
 #[derive(Debug, Default)]
 pub struct RemoteCache {
-    records: HashMap<Digest, Arc<LazyChain>>,
+    records: HashMap<Digest, (Arc<LazyChain>, Option<Digest>)>,
     mounts: HashMap<String, (Arc<BlobSource>, Descriptor)>,
 }
 
@@ -298,14 +317,13 @@ impl RemoteCache {
                     empty: false,
                 })
                 .collect();
-            self.records.insert(
-                r.key.clone(),
-                Arc::new(LazyChain {
-                    source: source.clone(),
-                    layers,
-                    remember: None,
-                }),
-            );
+            let chain = Arc::new(LazyChain {
+                source: source.clone(),
+                layers,
+                remember: None,
+            });
+            self.records
+                .insert(r.key.clone(), (chain, r.result.clone()));
         }
         for m in &config.cache_mounts {
             if let Some(l) = config.layers.get(m.layer) {
@@ -316,8 +334,9 @@ impl RemoteCache {
         }
     }
 
-    /// The imported result of `key`.
-    pub fn get(&self, key: &Digest) -> Option<Arc<LazyChain>> {
+    /// The imported result of `key`, and the key later steps build on
+    /// when it is not `key`.
+    pub fn get(&self, key: &Digest) -> Option<(Arc<LazyChain>, Option<Digest>)> {
         self.records.get(key).cloned()
     }
 
@@ -418,6 +437,7 @@ fn config_from(
         out.records.push(CacheEntry {
             key: e.key,
             layers: (0..e.layers).collect(),
+            result: e.result,
         });
     }
     Ok(out)
@@ -584,7 +604,7 @@ mod tests {
         let mut rc = RemoteCache::default();
         rc.add(Arc::new(BlobSource::Layout("a".into())), &a);
         rc.add(Arc::new(BlobSource::Layout("b".into())), &b);
-        let chain = rc.get(&k).unwrap();
+        let (chain, _) = rc.get(&k).unwrap();
         assert_eq!(chain.layers.len(), 2);
         assert_eq!(*chain.source, BlobSource::Layout("a".into()));
         let c1 = chain_id(None, &layer(1, false).diff_id);
@@ -612,7 +632,8 @@ mod tests {
             c.records,
             vec![CacheEntry {
                 key: k,
-                layers: vec![0]
+                layers: vec![0],
+                result: None
             }]
         );
         assert_eq!(c.layers[1].diff_id, l2.diff_id);
