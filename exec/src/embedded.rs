@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::container::Container;
 use libcontainer::syscall::syscall::SyscallType;
-use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use oci_spec::runtime::{
+    Linux, LinuxNamespaceType, LinuxSeccomp, LinuxSeccompArgBuilder, LinuxSeccompOperator, Spec,
+};
 
 use crate::helper::HELPER_FAILED;
 use crate::ExitStatus;
@@ -99,7 +101,7 @@ impl Drop for Guard<'_> {
 }
 
 fn run_container(root: &Path, bundle: &Path, id: &str) -> Result<ExitStatus, String> {
-    prepare_network(bundle)?;
+    adapt_spec(bundle)?;
     std::fs::create_dir_all(root).map_err(|e| format!("create state root: {e}"))?;
     let _guard = Guard { root, id };
     let mut container = ContainerBuilder::new(id.to_string(), SyscallType::default())
@@ -141,30 +143,77 @@ fn wait(pid: libc::pid_t) -> Result<ExitStatus, String> {
     }
 }
 
-/// `libcontainer` does not bring `lo` up in a new network namespace (runc
-/// does). So the helper enters a fresh network namespace itself, brings `lo`
-/// up, and lets the container inherit it: the namespace entry is dropped
-/// from the bundle's spec.
-fn prepare_network(bundle: &Path) -> Result<(), String> {
+/// Adapt the bundle's spec to `libcontainer`'s reading of it, in place:
+/// the network namespace (see [`take_network_namespace`]) and masked
+/// seccomp comparisons (see [`swap_masked_eq`]).
+fn adapt_spec(bundle: &Path) -> Result<(), String> {
     let config = bundle.join("config.json");
     let mut spec = Spec::load(&config).map_err(|e| format!("load spec: {e}"))?;
     let Some(linux) = spec.linux_mut() else {
         return Ok(());
     };
+    let network = take_network_namespace(linux);
+    let seccomp = linux.seccomp_mut().as_mut().is_some_and(swap_masked_eq);
+    if network {
+        // SAFETY: only CLONE_NEWNET, which changes no memory or fd state the
+        // Rust runtime relies on; the helper is single-threaded.
+        unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNET) }
+            .map_err(|e| format!("unshare network namespace: {e}"))?;
+        loopback_up().map_err(|e| format!("bring lo up: {e}"))?;
+    }
+    if network || seccomp {
+        spec.save(&config).map_err(|e| format!("save spec: {e}"))?;
+    }
+    Ok(())
+}
+
+/// `libcontainer` does not bring `lo` up in a new network namespace (runc
+/// does). So the helper enters a fresh network namespace itself, brings `lo`
+/// up, and lets the container inherit it: the namespace entry is dropped
+/// from the spec. Returns whether there was one.
+fn take_network_namespace(linux: &mut Linux) -> bool {
     let Some(namespaces) = linux.namespaces_mut() else {
-        return Ok(());
+        return false;
     };
     let before = namespaces.len();
     namespaces.retain(|ns| !(ns.typ() == LinuxNamespaceType::Network && ns.path().is_none()));
-    if namespaces.len() == before {
-        return Ok(());
+    namespaces.len() != before
+}
+
+/// For `SCMP_CMP_MASKED_EQ`, runc and crun take `value` as the mask and
+/// `valueTwo` as the expected value (Docker's profiles are written so);
+/// `libcontainer` 0.7 reads them the other way round, which turns Docker's
+/// "clone without namespace flags" rule into "clone with any flags". Swap
+/// them so both runtimes enforce the same filter. Returns whether any
+/// argument changed.
+pub(crate) fn swap_masked_eq(seccomp: &mut LinuxSeccomp) -> bool {
+    let Some(mut syscalls) = seccomp.syscalls().clone() else {
+        return false;
+    };
+    let mut changed = false;
+    for syscall in &mut syscalls {
+        let Some(mut args) = syscall.args().clone() else {
+            continue;
+        };
+        for arg in &mut args {
+            if arg.op() != LinuxSeccompOperator::ScmpCmpMaskedEq {
+                continue;
+            }
+            let swapped = LinuxSeccompArgBuilder::default()
+                .index(arg.index())
+                .value(arg.value_two().unwrap_or(0))
+                .value_two(arg.value())
+                .op(arg.op())
+                .build();
+            if let Ok(swapped) = swapped {
+                *arg = swapped;
+                changed = true;
+            }
+        }
+        syscall.set_args(Some(args));
     }
-    // SAFETY: only CLONE_NEWNET, which changes no memory or fd state the
-    // Rust runtime relies on; the helper is single-threaded.
-    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNET) }
-        .map_err(|e| format!("unshare network namespace: {e}"))?;
-    loopback_up().map_err(|e| format!("bring lo up: {e}"))?;
-    spec.save(&config).map_err(|e| format!("save spec: {e}"))
+    seccomp.set_syscalls(Some(syscalls));
+    changed
 }
 
 fn loopback_up() -> std::io::Result<()> {
@@ -193,4 +242,47 @@ fn loopback_up() -> std::io::Result<()> {
         return Err(std::io::Error::last_os_error());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oci_spec::runtime::{LinuxSeccompAction, LinuxSeccompBuilder, LinuxSyscallBuilder};
+
+    #[test]
+    fn masked_eq_is_swapped_for_libcontainer() {
+        let arg = |op, value: u64, value_two: u64| {
+            LinuxSeccompArgBuilder::default()
+                .index(0usize)
+                .value(value)
+                .value_two(value_two)
+                .op(op)
+                .build()
+                .expect("arg")
+        };
+        let rule = LinuxSyscallBuilder::default()
+            .names(vec!["clone".to_string()])
+            .action(LinuxSeccompAction::ScmpActAllow)
+            .args(vec![
+                arg(LinuxSeccompOperator::ScmpCmpMaskedEq, 0x7E02_0000u64, 0),
+                arg(LinuxSeccompOperator::ScmpCmpEq, 8u64, 0),
+            ])
+            .build()
+            .expect("rule");
+        let mut seccomp = LinuxSeccompBuilder::default()
+            .default_action(LinuxSeccompAction::ScmpActErrno)
+            .syscalls(vec![rule])
+            .build()
+            .expect("seccomp");
+        assert!(swap_masked_eq(&mut seccomp));
+        let args = seccomp.syscalls().as_ref().expect("syscalls")[0]
+            .args()
+            .clone()
+            .expect("args");
+        assert_eq!(
+            (args[0].value(), args[0].value_two()),
+            (0, Some(0x7E02_0000))
+        );
+        assert_eq!((args[1].value(), args[1].value_two()), (8, Some(0)));
+    }
 }

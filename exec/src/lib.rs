@@ -34,10 +34,24 @@
 //!
 //! One code path (a bundle) for both runtimes means one conformance suite
 //! and a `--runtime runc` escape hatch; the cost is a `config.json`
-//! round-trip and a fork/exec of a helper per run (a few ms). Seccomp is not
-//! applied yet: `libcontainer`'s `libseccomp` feature needs the C library
-//! and the default profile is large; capabilities, masked and read-only
-//! paths and the device cgroup are applied.
+//! round-trip and a fork/exec of a helper per run (a few ms).
+//!
+//! # Confinement
+//!
+//! Docker's default capabilities, runc's masked and read-only paths, a
+//! device cgroup and Docker's default seccomp profile (see `seccomp.rs`:
+//! `EPERM` for everything not allowed, `mount`/`unshare`/`setns` and other
+//! namespace calls only with `CAP_SYS_ADMIN`). `--security=insecure` lifts
+//! all four, as BuildKit does. runc applies the profile with its own
+//! libseccomp; the embedded runtime needs `libcontainer`'s `libseccomp`
+//! feature, so the cargo feature `embedded-runtime` links the C library
+//! (Debian: `libseccomp-dev` to build, `libseccomp2` to run) and never runs
+//! a sandbox without the filter. `libcontainer` 0.7 reads masked argument
+//! comparisons the other way round from runc; the helper rewrites them so
+//! both runtimes enforce the same filter.
+//!
+//! libseccomp compiles the filter in the container's init on every run
+//! (neither runtime caches it); that is most of what seccomp adds per run.
 
 mod bundle;
 #[cfg(feature = "embedded-runtime")]
@@ -47,6 +61,7 @@ mod helper;
 mod output;
 mod rootfs;
 mod runc;
+mod seccomp;
 mod spec;
 mod user;
 

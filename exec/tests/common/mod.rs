@@ -12,7 +12,7 @@ use rbuild_exec::{Executor, ExitStatus, OutputChunk, ProcessSpec, RunRequest, Ru
 /// Applets linked in the test rootfs.
 const APPLETS: &[&str] = &[
     "sh", "ls", "ps", "id", "hostname", "cat", "true", "false", "echo", "sleep", "kill", "grep",
-    "env", "pwd", "stat", "touch", "wc", "mkdir", "ip", "head", "tr",
+    "env", "pwd", "stat", "touch", "wc", "mkdir", "ip", "head", "tr", "unshare",
 ];
 
 /// Fail (never skip) when the environment cannot run containers.
