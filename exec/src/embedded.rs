@@ -18,6 +18,7 @@ use oci_spec::runtime::{
 };
 
 use crate::helper::HELPER_FAILED;
+use crate::supervise::{self, Signals};
 use crate::ExitStatus;
 
 /// Entry point of the helper: `run <root> <bundle> <id>` or
@@ -37,7 +38,17 @@ pub(crate) fn helper_main(args: &[String]) -> i32 {
 }
 
 fn run(root: &Path, bundle: &Path, id: &str) -> i32 {
-    let status = match run_container(root, bundle, id) {
+    let start_parent = supervise::parent();
+    let result = Signals::install()
+        .map_err(|e| format!("signal handlers: {e}"))
+        .and_then(|signals| run_container(root, bundle, id, &signals));
+    if supervise::orphaned(start_parent) {
+        // The caller died: the container is gone (the guard deleted it);
+        // remove the bundle too, it may hold copies of secrets.
+        let _ = std::fs::remove_dir_all(bundle);
+        return 0;
+    }
+    let status = match result {
         Ok(ExitStatus::Code(c)) => serde_json::json!({ "code": c }),
         Ok(ExitStatus::Signal(s)) => serde_json::json!({ "signal": s }),
         Err(e) => serde_json::json!({ "error": e }),
@@ -100,7 +111,12 @@ impl Drop for Guard<'_> {
     }
 }
 
-fn run_container(root: &Path, bundle: &Path, id: &str) -> Result<ExitStatus, String> {
+fn run_container(
+    root: &Path,
+    bundle: &Path,
+    id: &str,
+    signals: &Signals,
+) -> Result<ExitStatus, String> {
     adapt_spec(bundle)?;
     std::fs::create_dir_all(root).map_err(|e| format!("create state root: {e}"))?;
     let _guard = Guard { root, id };
@@ -112,35 +128,50 @@ fn run_container(root: &Path, bundle: &Path, id: &str) -> Result<ExitStatus, Str
         .with_detach(false)
         .build()
         .map_err(|e| format!("create container: {e}"))?;
+    if signals.stop_requested() {
+        return Err("stopped: the caller exited".to_string());
+    }
     container
         .start()
         .map_err(|e| format!("start container: {e}"))?;
     let pid = container
         .pid()
         .ok_or_else(|| "container has no init pid".to_string())?;
-    wait(pid.as_raw())
+    wait(pid.as_raw(), signals)
 }
 
-/// Wait for the container's init (a child of this helper).
-fn wait(pid: libc::pid_t) -> Result<ExitStatus, String> {
-    loop {
+/// Wait for the container's init (a child of this helper). On a stop
+/// request, kill it: it is pid 1 of the sandbox's pid namespace, so every
+/// process in the sandbox dies with it.
+fn wait(pid: libc::pid_t, signals: &Signals) -> Result<ExitStatus, String> {
+    let reaped = || {
         let mut status: libc::c_int = 0;
         // SAFETY: waitpid(2) with a valid pointer to a local c_int.
-        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
-        if r == pid {
-            if libc::WIFEXITED(status) {
-                return Ok(ExitStatus::Code(libc::WEXITSTATUS(status)));
-            }
-            if libc::WIFSIGNALED(status) {
-                return Ok(ExitStatus::Signal(libc::WTERMSIG(status)));
-            }
-            continue;
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if r < 0 {
+            return Err(std::io::Error::last_os_error());
         }
-        let err = std::io::Error::last_os_error();
-        if err.kind() != std::io::ErrorKind::Interrupted {
-            return Err(format!("wait for container init: {err}"));
+        if r != pid {
+            return Ok(None);
         }
-    }
+        if libc::WIFEXITED(status) {
+            return Ok(Some(ExitStatus::Code(libc::WEXITSTATUS(status))));
+        }
+        if libc::WIFSIGNALED(status) {
+            return Ok(Some(ExitStatus::Signal(libc::WTERMSIG(status))));
+        }
+        Ok(None)
+    };
+    let kill = || {
+        // SAFETY: kill(2) of our own unreaped child: the pid cannot have
+        // been reused.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+        }
+    };
+    signals
+        .wait_until(reaped, kill)
+        .map_err(|e| format!("wait for container init: {e}"))
 }
 
 /// Adapt the bundle's spec to `libcontainer`'s reading of it, in place:

@@ -84,15 +84,16 @@ impl Env {
         Env { tmp, rootfs, state }
     }
 
-    /// An executor for `runtime`.
+    /// An executor for `runtime` (both run under the sandbox helper).
     pub fn executor(&self, runtime: &Rt) -> Executor {
-        match runtime {
+        let exec = match runtime {
             Rt::Runc => Executor::new(Runtime::External(runc_path()), self.state.clone())
                 .expect("runc executor"),
-            Rt::Embedded => Executor::new(Runtime::Embedded, self.state.clone())
-                .expect("embedded executor")
-                .with_helper(PathBuf::from(env!("CARGO_BIN_EXE_rbuild-exec-helper"))),
-        }
+            Rt::Embedded => {
+                Executor::new(Runtime::Embedded, self.state.clone()).expect("embedded executor")
+            }
+        };
+        exec.with_helper(PathBuf::from(env!("CARGO_BIN_EXE_rbuild-exec-helper")))
     }
 
     /// A request running `args` (as given) in this rootfs.
