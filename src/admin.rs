@@ -167,6 +167,8 @@ fn remove_leftovers(root: &Path, snaps: &OverlaySnapshotter) -> Result<usize> {
         snaps.remove(&info.key)?;
         removed += 1;
     }
+    // RUN bundles of dead builds (they may hold copies of secrets).
+    removed += rbuild_exec::remove_stale_bundles(&root.join("exec"))?;
     // Leases of builds whose process is gone (`build-<pid>-…`).
     if let Ok(rd) = std::fs::read_dir(root.join("leases")) {
         for e in rd.flatten() {

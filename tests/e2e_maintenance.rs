@@ -1,10 +1,11 @@
 //! The state dir survives what users do to it: du, prune, and a build killed
-//! with SIGKILL in the middle of a RUN.
+//! with SIGKILL in the middle of a RUN (on both runtimes).
 
 mod common;
 use common::*;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 #[test]
 fn prune_keeps_tagged_images_and_the_cache_stays_usable() {
@@ -41,16 +42,46 @@ fn prune_keeps_tagged_images_and_the_cache_stays_usable() {
     assert!(again.contains("DONE"), "{again}");
 }
 
-#[test]
-fn a_build_killed_during_run_leaves_a_usable_state_dir() {
+/// Host processes whose command line is exactly `args`.
+fn pids_with_cmdline(args: &[&str]) -> Vec<String> {
+    let want: Vec<u8> = args
+        .iter()
+        .flat_map(|a| a.bytes().chain(std::iter::once(0)))
+        .collect();
+    std::fs::read_dir("/proc")
+        .expect("read /proc")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+        .filter(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == want))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// Poll (up to a deadline, not a speed check) until `pred` holds.
+fn eventually(mut pred: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if pred() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    pred()
+}
+
+/// `kill -9` of rbuild while a RUN step runs: the sandboxed process dies
+/// too, prune removes the dead build's mounts, the next build works.
+fn killed_during_run(runtime: &str, marker_base: u32) {
     require_root();
     require_registry();
     let rb = Rbuild::new();
     let ctx = tempfile::tempdir().expect("tmp");
+    // A sleep nobody else runs: its argv is the marker we look for.
+    let marker = (marker_base + std::process::id() % 90_000).to_string();
     std::fs::write(
         ctx.path().join("Dockerfile"),
         format!(
-            "FROM {}/library/busybox:latest\nRUN echo started && sleep 30 && echo finished > /done\n",
+            "FROM {}/library/busybox:latest\nRUN echo started && sleep {marker} && echo finished > /done\n",
             registry()
         ),
     )
@@ -58,7 +89,7 @@ fn a_build_killed_during_run_leaves_a_usable_state_dir() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_rbuild"))
         .arg("--root")
         .arg(rb.path())
-        .args(["build", "--progress=plain"])
+        .args(["build", "--progress=plain", "--runtime", runtime])
         .arg(ctx.path())
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
@@ -66,14 +97,30 @@ fn a_build_killed_during_run_leaves_a_usable_state_dir() {
         .expect("spawn rbuild");
     // Wait until the RUN step is executing, then kill rbuild outright.
     let stderr = child.stderr.take().expect("stderr");
+    let mut seen = Vec::new();
     for line in BufReader::new(stderr).lines() {
         let line = line.expect("line");
         if line.ends_with(" started") {
             break;
         }
+        seen.push(line);
     }
+    let sleeping = eventually(|| !pids_with_cmdline(&["sleep", &marker]).is_empty());
+    assert!(
+        sleeping,
+        "the RUN step never ran `sleep {marker}`:\n{}",
+        seen.join("\n")
+    );
     child.kill().expect("SIGKILL");
     child.wait().expect("wait");
+
+    // Nothing of the sandbox survives its caller.
+    let gone = eventually(|| pids_with_cmdline(&["sleep", &marker]).is_empty());
+    assert!(
+        gone,
+        "`sleep {marker}` outlived the killed rbuild ({runtime}): pids {:?}",
+        pids_with_cmdline(&["sleep", &marker])
+    );
 
     // prune removes the dead build's leftovers (active snapshot, its mount).
     let pruned = rb.run(["prune"]);
@@ -83,13 +130,14 @@ fn a_build_killed_during_run_leaves_a_usable_state_dir() {
         String::from_utf8_lossy(&pruned.stderr)
     );
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
-    let ours = rb.path().join("mnt").display().to_string();
-    // The sandbox may still hold its own mount namespace; the host must not
-    // keep the dead build's overlay mounted under the state dir.
-    assert!(
-        !mounts.contains(&ours),
-        "a mount was left behind:\n{mounts}"
-    );
+    let ours = rb.path().display().to_string();
+    let left: Vec<&str> = mounts.lines().filter(|l| l.contains(&ours)).collect();
+    assert!(left.is_empty(), "mounts left behind: {left:#?}");
+    let bundles = rb.path().join("exec/bundles");
+    let stale: Vec<_> = std::fs::read_dir(&bundles)
+        .map(|rd| rd.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(stale.is_empty(), "bundles left behind: {stale:?}");
 
     // Every blob still matches its digest, and the next build succeeds.
     for entry in std::fs::read_dir(rb.path().join("blobs/sha256")).expect("blobs") {
@@ -106,5 +154,15 @@ fn a_build_killed_during_run_leaves_a_usable_state_dir() {
         ),
     )
     .expect("write");
-    rb.ok(["build", &ctx.path().to_string_lossy()]);
+    rb.ok(["build", "--runtime", runtime, &ctx.path().to_string_lossy()]);
+}
+
+#[test]
+fn a_build_killed_during_run_leaves_nothing_running_embedded() {
+    killed_during_run("embedded", 600_000);
+}
+
+#[test]
+fn a_build_killed_during_run_leaves_nothing_running_runc() {
+    killed_during_run("runc", 500_000);
 }

@@ -109,7 +109,7 @@ fn cache_mount_persists_across_builds_and_no_cache_empties_it() {
 }
 
 #[test]
-fn network_modes_hostname_and_entitlements() {
+fn network_modes_hostname_seccomp_and_entitlements() {
     require_root();
     require_registry();
     let rb = Rbuild::new();
@@ -147,7 +147,14 @@ fn network_modes_hostname_and_entitlements() {
         assert!(!rootfs.path().join(f).exists(), "{f} leaked into the image");
     }
 
-    dockerfile(ctx.path(), "RUN --security=insecure true\n");
+    // Docker's seccomp profile: a user namespace needs no capability, only
+    // the profile refuses it; --security=insecure runs without the profile.
+    dockerfile(ctx.path(), "RUN unshare -U true\n");
+    let refused = rb.run(["build", &ctx_s]);
+    assert_eq!(refused.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("Operation not permitted"), "{err}");
+    dockerfile(ctx.path(), "RUN --security=insecure unshare -U true\n");
     let denied = rb.run(["build", &ctx_s]);
     assert_eq!(denied.status.code(), Some(1));
     let err = String::from_utf8_lossy(&denied.stderr);

@@ -1,8 +1,8 @@
 //! Time N runs of `true` on a busybox rootfs for each runtime.
 //!
 //! `cargo run --release -p rbuild-exec --example bench_run -- [N]` (as root,
-//! with runc and busybox-static installed). The embedded runtime uses this
-//! example binary itself as its helper.
+//! with runc and busybox-static installed). Both runtimes use this example
+//! binary itself as their sandbox helper.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;

@@ -13,9 +13,12 @@ use std::time::{Duration, Instant};
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::container::Container;
 use libcontainer::syscall::syscall::SyscallType;
-use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use oci_spec::runtime::{
+    Linux, LinuxNamespaceType, LinuxSeccomp, LinuxSeccompArgBuilder, LinuxSeccompOperator, Spec,
+};
 
 use crate::helper::HELPER_FAILED;
+use crate::supervise::{self, Signals};
 use crate::ExitStatus;
 
 /// Entry point of the helper: `run <root> <bundle> <id>` or
@@ -35,7 +38,17 @@ pub(crate) fn helper_main(args: &[String]) -> i32 {
 }
 
 fn run(root: &Path, bundle: &Path, id: &str) -> i32 {
-    let status = match run_container(root, bundle, id) {
+    let start_parent = supervise::parent();
+    let result = Signals::install()
+        .map_err(|e| format!("signal handlers: {e}"))
+        .and_then(|signals| run_container(root, bundle, id, &signals));
+    if supervise::orphaned(start_parent) {
+        // The caller died: the container is gone (the guard deleted it);
+        // remove the bundle too, it may hold copies of secrets.
+        let _ = std::fs::remove_dir_all(bundle);
+        return 0;
+    }
+    let status = match result {
         Ok(ExitStatus::Code(c)) => serde_json::json!({ "code": c }),
         Ok(ExitStatus::Signal(s)) => serde_json::json!({ "signal": s }),
         Err(e) => serde_json::json!({ "error": e }),
@@ -98,8 +111,13 @@ impl Drop for Guard<'_> {
     }
 }
 
-fn run_container(root: &Path, bundle: &Path, id: &str) -> Result<ExitStatus, String> {
-    prepare_network(bundle)?;
+fn run_container(
+    root: &Path,
+    bundle: &Path,
+    id: &str,
+    signals: &Signals,
+) -> Result<ExitStatus, String> {
+    adapt_spec(bundle)?;
     std::fs::create_dir_all(root).map_err(|e| format!("create state root: {e}"))?;
     let _guard = Guard { root, id };
     let mut container = ContainerBuilder::new(id.to_string(), SyscallType::default())
@@ -110,61 +128,123 @@ fn run_container(root: &Path, bundle: &Path, id: &str) -> Result<ExitStatus, Str
         .with_detach(false)
         .build()
         .map_err(|e| format!("create container: {e}"))?;
+    if signals.stop_requested() {
+        return Err("stopped: the caller exited".to_string());
+    }
     container
         .start()
         .map_err(|e| format!("start container: {e}"))?;
     let pid = container
         .pid()
         .ok_or_else(|| "container has no init pid".to_string())?;
-    wait(pid.as_raw())
+    wait(pid.as_raw(), signals)
 }
 
-/// Wait for the container's init (a child of this helper).
-fn wait(pid: libc::pid_t) -> Result<ExitStatus, String> {
-    loop {
+/// Wait for the container's init (a child of this helper). On a stop
+/// request, kill it: it is pid 1 of the sandbox's pid namespace, so every
+/// process in the sandbox dies with it.
+fn wait(pid: libc::pid_t, signals: &Signals) -> Result<ExitStatus, String> {
+    let reaped = || {
         let mut status: libc::c_int = 0;
         // SAFETY: waitpid(2) with a valid pointer to a local c_int.
-        let r = unsafe { libc::waitpid(pid, &mut status, 0) };
-        if r == pid {
-            if libc::WIFEXITED(status) {
-                return Ok(ExitStatus::Code(libc::WEXITSTATUS(status)));
-            }
-            if libc::WIFSIGNALED(status) {
-                return Ok(ExitStatus::Signal(libc::WTERMSIG(status)));
-            }
-            continue;
+        let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if r < 0 {
+            return Err(std::io::Error::last_os_error());
         }
-        let err = std::io::Error::last_os_error();
-        if err.kind() != std::io::ErrorKind::Interrupted {
-            return Err(format!("wait for container init: {err}"));
+        if r != pid {
+            return Ok(None);
         }
-    }
+        if libc::WIFEXITED(status) {
+            return Ok(Some(ExitStatus::Code(libc::WEXITSTATUS(status))));
+        }
+        if libc::WIFSIGNALED(status) {
+            return Ok(Some(ExitStatus::Signal(libc::WTERMSIG(status))));
+        }
+        Ok(None)
+    };
+    let kill = || {
+        // SAFETY: kill(2) of our own unreaped child: the pid cannot have
+        // been reused.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+        }
+    };
+    signals
+        .wait_until(reaped, kill)
+        .map_err(|e| format!("wait for container init: {e}"))
 }
 
-/// `libcontainer` does not bring `lo` up in a new network namespace (runc
-/// does). So the helper enters a fresh network namespace itself, brings `lo`
-/// up, and lets the container inherit it: the namespace entry is dropped
-/// from the bundle's spec.
-fn prepare_network(bundle: &Path) -> Result<(), String> {
+/// Adapt the bundle's spec to `libcontainer`'s reading of it, in place:
+/// the network namespace (see [`take_network_namespace`]) and masked
+/// seccomp comparisons (see [`swap_masked_eq`]).
+fn adapt_spec(bundle: &Path) -> Result<(), String> {
     let config = bundle.join("config.json");
     let mut spec = Spec::load(&config).map_err(|e| format!("load spec: {e}"))?;
     let Some(linux) = spec.linux_mut() else {
         return Ok(());
     };
+    let network = take_network_namespace(linux);
+    let seccomp = linux.seccomp_mut().as_mut().is_some_and(swap_masked_eq);
+    if network {
+        // SAFETY: only CLONE_NEWNET, which changes no memory or fd state the
+        // Rust runtime relies on; the helper is single-threaded.
+        unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNET) }
+            .map_err(|e| format!("unshare network namespace: {e}"))?;
+        loopback_up().map_err(|e| format!("bring lo up: {e}"))?;
+    }
+    if network || seccomp {
+        spec.save(&config).map_err(|e| format!("save spec: {e}"))?;
+    }
+    Ok(())
+}
+
+/// `libcontainer` does not bring `lo` up in a new network namespace (runc
+/// does). So the helper enters a fresh network namespace itself, brings `lo`
+/// up, and lets the container inherit it: the namespace entry is dropped
+/// from the spec. Returns whether there was one.
+fn take_network_namespace(linux: &mut Linux) -> bool {
     let Some(namespaces) = linux.namespaces_mut() else {
-        return Ok(());
+        return false;
     };
     let before = namespaces.len();
     namespaces.retain(|ns| !(ns.typ() == LinuxNamespaceType::Network && ns.path().is_none()));
-    if namespaces.len() == before {
-        return Ok(());
+    namespaces.len() != before
+}
+
+/// For `SCMP_CMP_MASKED_EQ`, runc and crun take `value` as the mask and
+/// `valueTwo` as the expected value (Docker's profiles are written so);
+/// `libcontainer` 0.7 reads them the other way round, which turns Docker's
+/// "clone without namespace flags" rule into "clone with any flags". Swap
+/// them so both runtimes enforce the same filter. Returns whether any
+/// argument changed.
+pub(crate) fn swap_masked_eq(seccomp: &mut LinuxSeccomp) -> bool {
+    let Some(mut syscalls) = seccomp.syscalls().clone() else {
+        return false;
+    };
+    let mut changed = false;
+    for syscall in &mut syscalls {
+        let Some(mut args) = syscall.args().clone() else {
+            continue;
+        };
+        for arg in &mut args {
+            if arg.op() != LinuxSeccompOperator::ScmpCmpMaskedEq {
+                continue;
+            }
+            let swapped = LinuxSeccompArgBuilder::default()
+                .index(arg.index())
+                .value(arg.value_two().unwrap_or(0))
+                .value_two(arg.value())
+                .op(arg.op())
+                .build();
+            if let Ok(swapped) = swapped {
+                *arg = swapped;
+                changed = true;
+            }
+        }
+        syscall.set_args(Some(args));
     }
-    // SAFETY: only CLONE_NEWNET, which changes no memory or fd state the
-    // Rust runtime relies on; the helper is single-threaded.
-    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNET) }
-        .map_err(|e| format!("unshare network namespace: {e}"))?;
-    loopback_up().map_err(|e| format!("bring lo up: {e}"))?;
-    spec.save(&config).map_err(|e| format!("save spec: {e}"))
+    seccomp.set_syscalls(Some(syscalls));
+    changed
 }
 
 fn loopback_up() -> std::io::Result<()> {
@@ -193,4 +273,47 @@ fn loopback_up() -> std::io::Result<()> {
         return Err(std::io::Error::last_os_error());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oci_spec::runtime::{LinuxSeccompAction, LinuxSeccompBuilder, LinuxSyscallBuilder};
+
+    #[test]
+    fn masked_eq_is_swapped_for_libcontainer() {
+        let arg = |op, value: u64, value_two: u64| {
+            LinuxSeccompArgBuilder::default()
+                .index(0usize)
+                .value(value)
+                .value_two(value_two)
+                .op(op)
+                .build()
+                .expect("arg")
+        };
+        let rule = LinuxSyscallBuilder::default()
+            .names(vec!["clone".to_string()])
+            .action(LinuxSeccompAction::ScmpActAllow)
+            .args(vec![
+                arg(LinuxSeccompOperator::ScmpCmpMaskedEq, 0x7E02_0000u64, 0),
+                arg(LinuxSeccompOperator::ScmpCmpEq, 8u64, 0),
+            ])
+            .build()
+            .expect("rule");
+        let mut seccomp = LinuxSeccompBuilder::default()
+            .default_action(LinuxSeccompAction::ScmpActErrno)
+            .syscalls(vec![rule])
+            .build()
+            .expect("seccomp");
+        assert!(swap_masked_eq(&mut seccomp));
+        let args = seccomp.syscalls().as_ref().expect("syscalls")[0]
+            .args()
+            .clone()
+            .expect("args");
+        assert_eq!(
+            (args[0].value(), args[0].value_two()),
+            (0, Some(0x7E02_0000))
+        );
+        assert_eq!((args[1].value(), args[1].value_two()), (8, Some(0)));
+    }
 }

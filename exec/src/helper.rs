@@ -1,10 +1,17 @@
-//! The re-executed helper process for the embedded runtime.
+//! The re-executed helper process that supervises every sandbox.
 //!
-//! `Executor` runs `<helper> __rbuild-embedded-runtime run <root> <bundle>
-//! <id>`; the helper (single-threaded, outside any async runtime) creates and
-//! starts the container with `libcontainer`, waits for its init, deletes it,
-//! and writes the exact wait status to `<bundle>/status` as JSON
-//! (`{"code":N}`, `{"signal":N}` or `{"error":"…"}`).
+//! For the embedded runtime, `Executor` runs `<helper>
+//! __rbuild-embedded-runtime run <root> <bundle> <id>`; the helper
+//! (single-threaded, outside any async runtime) creates and starts the
+//! container with `libcontainer`, waits for its init, deletes it, and writes
+//! the exact wait status to `<bundle>/status` as JSON (`{"code":N}`,
+//! `{"signal":N}` or `{"error":"…"}`). For an external runtime it runs
+//! `<helper> __rbuild-embedded-runtime external <runtime> <root> <log>
+//! <bundle> <id>`, which runs `<runtime> run` and ends as it ended.
+//!
+//! Either way the helper dies with its caller: if rbuild dies, even by
+//! SIGKILL, the helper kills and deletes the container and removes the
+//! bundle (see [`crate::supervise`]).
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
@@ -12,19 +19,20 @@ use std::process::{Command, Stdio};
 
 use crate::bundle::Bundle;
 use crate::output::pump;
+use crate::supervise::die_with_parent;
 use crate::{CancelToken, Error, ExitStatus, OutputChunk, Result};
 
-/// Hidden first argument that turns a binary into the embedded-runtime
-/// helper (see [`maybe_run_embedded_helper`]).
+/// Hidden first argument that turns a binary into the sandbox helper (see
+/// [`maybe_run_embedded_helper`]; the name predates external runtimes).
 pub const HELPER_ARG: &str = "__rbuild-embedded-runtime";
 
 /// Exit code of the helper when it could not run the container.
 pub(crate) const HELPER_FAILED: i32 = 125;
 
-/// Call first thing in `main` of any binary used as the embedded-runtime
-/// helper (the `rbuild` binary). If the process was started as the helper
-/// (first argument [`HELPER_ARG`]), this runs the requested operation and
-/// exits; otherwise it returns and `main` goes on.
+/// Call first thing in `main` of any binary used as the sandbox helper (the
+/// `rbuild` binary; every runtime needs it). If the process was started as
+/// the helper (first argument [`HELPER_ARG`]), this runs the requested
+/// operation and exits; otherwise it returns and `main` goes on.
 pub fn maybe_run_embedded_helper() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) != Some(HELPER_ARG) {
@@ -34,13 +42,20 @@ pub fn maybe_run_embedded_helper() {
     std::process::exit(code);
 }
 
-#[cfg(feature = "embedded-runtime")]
 fn helper_main(args: &[String]) -> i32 {
+    match args.first().map(String::as_str) {
+        Some("external") => crate::runc::supervise(&args[1..]),
+        _ => embedded_main(args),
+    }
+}
+
+#[cfg(feature = "embedded-runtime")]
+fn embedded_main(args: &[String]) -> i32 {
     crate::embedded::helper_main(args)
 }
 
 #[cfg(not(feature = "embedded-runtime"))]
-fn helper_main(_args: &[String]) -> i32 {
+fn embedded_main(_args: &[String]) -> i32 {
     eprintln!("rbuild: the embedded runtime is not compiled in (feature `embedded-runtime`)");
     HELPER_FAILED
 }
@@ -86,8 +101,8 @@ pub(crate) fn run(
         root,
         id: &bundle.id,
     };
-    let mut child = Command::new(helper)
-        .arg(HELPER_ARG)
+    let mut cmd = Command::new(helper);
+    cmd.arg(HELPER_ARG)
         .arg("run")
         .arg(root)
         .arg(&bundle.dir)
@@ -95,7 +110,9 @@ pub(crate) fn run(
         .current_dir(&bundle.dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::piped());
+    die_with_parent(&mut cmd);
+    let mut child = cmd
         .spawn()
         .map_err(|e| Error::io(format!("spawn embedded-runtime helper {helper:?}"), e))?;
     let pid = child.id() as libc::pid_t;

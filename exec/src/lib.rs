@@ -7,11 +7,15 @@
 //! - [`Runtime::Embedded`]: youki's `libcontainer` (cargo feature
 //!   `embedded-runtime`), run in a *re-executed, single-threaded helper
 //!   process* — never inside the caller's (async, multi-threaded) process,
-//!   because container creation forks and changes process-wide state. The
-//!   binary that links this crate must call [`maybe_run_embedded_helper`]
-//!   first thing in `main`.
-//! - [`Runtime::External`]: an OCI runtime binary such as `runc`, run as
-//!   `runc --root <state>/runc run --bundle <dir> <id>`.
+//!   because container creation forks and changes process-wide state.
+//! - [`Runtime::External`]: an OCI runtime binary such as `runc`, run by the
+//!   same helper as `runc --root <state>/runc run --bundle <dir> <id>`.
+//!
+//! The helper is the caller's own binary re-executed (or the one given to
+//! [`Executor::with_helper`]): it must call [`maybe_run_embedded_helper`]
+//! first thing in `main`, whichever runtime is used. It dies with the
+//! caller: if the caller dies, even by SIGKILL, the helper kills the
+//! sandbox's pid namespace and removes the bundle.
 //!
 //! Key types: [`Executor`], [`RunRequest`], [`ProcessSpec`], [`ExecMount`],
 //! [`ExitStatus`], [`OutputChunk`].
@@ -26,7 +30,8 @@
 //!   timestamps back, so the caller's diff of the upper dir sees nothing.
 //! - No container, process or host mount outlives [`Executor::run`], on
 //!   success, failure, cancellation or panic: the container is force-deleted
-//!   on every path (a drop guard) and the bundle dir is removed.
+//!   on every path (a drop guard) and the bundle dir is removed. No sandboxed
+//!   process outlives the calling process either, even killed by SIGKILL.
 //! - A non-zero exit is an [`ExitStatus`], never an [`Error`].
 //! - This crate never prints; output goes to the caller's callback.
 //!
@@ -34,10 +39,24 @@
 //!
 //! One code path (a bundle) for both runtimes means one conformance suite
 //! and a `--runtime runc` escape hatch; the cost is a `config.json`
-//! round-trip and a fork/exec of a helper per run (a few ms). Seccomp is not
-//! applied yet: `libcontainer`'s `libseccomp` feature needs the C library
-//! and the default profile is large; capabilities, masked and read-only
-//! paths and the device cgroup are applied.
+//! round-trip and a fork/exec of a helper per run (a few ms).
+//!
+//! # Confinement
+//!
+//! Docker's default capabilities, runc's masked and read-only paths, a
+//! device cgroup and Docker's default seccomp profile (see `seccomp.rs`:
+//! `EPERM` for everything not allowed, `mount`/`unshare`/`setns` and other
+//! namespace calls only with `CAP_SYS_ADMIN`). `--security=insecure` lifts
+//! all four, as BuildKit does. runc applies the profile with its own
+//! libseccomp; the embedded runtime needs `libcontainer`'s `libseccomp`
+//! feature, so the cargo feature `embedded-runtime` links the C library
+//! (Debian: `libseccomp-dev` to build, `libseccomp2` to run) and never runs
+//! a sandbox without the filter. `libcontainer` 0.7 reads masked argument
+//! comparisons the other way round from runc; the helper rewrites them so
+//! both runtimes enforce the same filter.
+//!
+//! libseccomp compiles the filter in the container's init on every run
+//! (neither runtime caches it); that is most of what seccomp adds per run.
 
 mod bundle;
 #[cfg(feature = "embedded-runtime")]
@@ -47,10 +66,12 @@ mod helper;
 mod output;
 mod rootfs;
 mod runc;
+mod seccomp;
 mod spec;
+mod supervise;
 mod user;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -249,6 +270,35 @@ impl CancelToken {
     }
 }
 
+/// Remove bundle directories under an executor's `state_dir` that belong to
+/// processes which no longer exist (a caller and its helper both killed
+/// outright); they may hold copies of secrets. Returns how many went.
+pub fn remove_stale_bundles(state_dir: &Path) -> Result<usize> {
+    let dir = state_dir.join("bundles");
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(Error::io(format!("read {dir:?}"), e)),
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        // Bundle ids are `rbuild-<pid>-<n>-<nanos>`.
+        let pid = name
+            .strip_prefix("rbuild-")
+            .and_then(|r| r.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok());
+        let Some(pid) = pid else { continue };
+        if Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        std::fs::remove_dir_all(entry.path())
+            .map_err(|e| Error::io(format!("remove {:?}", entry.path()), e))?;
+        removed += 1;
+    }
+    Ok(removed)
+}
+
 /// Runs [`RunRequest`]s with one runtime. Cheap to share between threads.
 #[derive(Debug)]
 pub struct Executor {
@@ -328,9 +378,14 @@ impl Executor {
         let bundles = self.state_dir.join("bundles");
         let prepared = bundle::Bundle::prepare(&bundles, &id, req, &self.host_resolv_conf)?;
         let result = match &self.runtime {
-            Runtime::External(bin) => {
-                runc::run(bin, &self.state_dir.join("runc"), &prepared, output, cancel)
-            }
+            Runtime::External(bin) => runc::run(
+                &self.helper,
+                bin,
+                &self.state_dir.join("runc"),
+                &prepared,
+                output,
+                cancel,
+            ),
             Runtime::Embedded => helper::run(
                 &self.helper,
                 &self.state_dir.join("embedded"),
@@ -343,5 +398,29 @@ impl Executor {
         let status = result?;
         cleanup?;
         Ok(status)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_bundles_of_dead_processes_are_removed() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let bundles = tmp.path().join("bundles");
+        // Above the kernel's largest pid_max: no such process can exist.
+        let dead = bundles.join("rbuild-4194305-0-00000000");
+        let live = bundles.join(format!("rbuild-{}-0-00000000", std::process::id()));
+        let other = bundles.join("not-a-bundle");
+        for d in [&dead, &live, &other] {
+            std::fs::create_dir_all(d.join("secrets")).expect("mkdir");
+        }
+        assert_eq!(remove_stale_bundles(tmp.path()).expect("remove"), 1);
+        assert!(!dead.exists() && live.exists() && other.exists());
+        assert_eq!(
+            remove_stale_bundles(&tmp.path().join("none")).expect("none"),
+            0
+        );
     }
 }

@@ -1,4 +1,7 @@
-//! The external runtime: `runc` (or a compatible binary) runs the bundle.
+//! The external runtime: `runc` (or a compatible binary) runs the bundle,
+//! under the helper process (see [`crate::supervise`]): rbuild runs
+//! `<helper> … external <runtime> <root> <log> <bundle> <id>`, the helper
+//! runs `<runtime> run` and, should rbuild die, `<runtime> delete --force`.
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
@@ -6,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::bundle::Bundle;
+use crate::helper::{HELPER_ARG, HELPER_FAILED};
 use crate::output::pump;
+use crate::supervise::{self, die_with_parent, Signals};
 use crate::{CancelToken, Error, ExitStatus, OutputChunk, Result};
 
 /// Find `bin` (a path, or a name looked up in `PATH`).
@@ -89,8 +94,26 @@ impl Drop for DeleteGuard<'_> {
     }
 }
 
-/// Run the bundle with `bin` and wait for it.
+/// `bin run` for the bundle, with runc's state under `root` and its own
+/// diagnostics (JSON) in `log`.
+fn run_command(bin: &Path, root: &Path, log: &Path, bundle: &Path, id: &str) -> Command {
+    let mut cmd = Command::new(bin);
+    cmd.arg("--root")
+        .arg(root)
+        .arg("--log")
+        .arg(log)
+        .args(["--log-format", "json"])
+        .arg("run")
+        .arg("--bundle")
+        .arg(bundle)
+        .arg(id)
+        .current_dir(bundle);
+    cmd
+}
+
+/// Run the bundle with `bin` (through `helper`) and wait for it.
 pub(crate) fn run(
+    helper: &Path,
     bin: &Path,
     root: &Path,
     bundle: &Bundle,
@@ -105,22 +128,22 @@ pub(crate) fn run(
         root,
         id: &bundle.id,
     };
-    let mut child = Command::new(&bin)
-        .arg("--root")
+    let mut cmd = Command::new(helper);
+    cmd.arg(HELPER_ARG)
+        .arg("external")
+        .arg(&bin)
         .arg(root)
-        .arg("--log")
         .arg(&log)
-        .args(["--log-format", "json"])
-        .arg("run")
-        .arg("--bundle")
         .arg(&bundle.dir)
         .arg(&bundle.id)
         .current_dir(&bundle.dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::piped());
+    die_with_parent(&mut cmd);
+    let mut child = cmd
         .spawn()
-        .map_err(|e| Error::io(format!("spawn {bin:?}"), e))?;
+        .map_err(|e| Error::io(format!("spawn sandbox helper {helper:?} for {bin:?}"), e))?;
     let pumped = pump(&mut child, output, cancel, &mut || guard.delete());
     let pumped = match pumped {
         Ok(p) => p,
@@ -146,6 +169,76 @@ pub(crate) fn run(
         }
     }
     Ok(exit_status_from_code(code))
+}
+
+/// The helper side: `<runtime> <root> <log> <bundle> <id>`. Runs the
+/// runtime with the helper's stdio and ends as it ended; if the caller dies
+/// meanwhile, force-deletes the container (killing its pid namespace) and
+/// removes the bundle. Returns the helper's exit code.
+pub(crate) fn supervise(args: &[String]) -> i32 {
+    let [bin, root, log, bundle, id] = args else {
+        eprintln!("rbuild sandbox helper: usage: external RUNTIME ROOT LOG BUNDLE ID");
+        return HELPER_FAILED;
+    };
+    let (bin, root, log, bundle) = (
+        Path::new(bin),
+        Path::new(root),
+        Path::new(log),
+        Path::new(bundle),
+    );
+    // The caller reads failures from the runtime's log: report ours there.
+    let fail = |msg: String| {
+        let line = serde_json::json!({ "level": "error", "msg": msg });
+        let _ = std::fs::write(log, format!("{line}\n"));
+        HELPER_FAILED
+    };
+    let start_parent = supervise::parent();
+    let signals = match Signals::install() {
+        Ok(s) => s,
+        Err(e) => return fail(format!("sandbox helper: signal handlers: {e}")),
+    };
+    let mut child = match run_command(bin, root, log, bundle, id)
+        .stdin(Stdio::null())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => return fail(format!("sandbox helper: spawn {bin:?}: {e}")),
+    };
+    let guard = DeleteGuard { bin, root, id };
+    let runtime_pid = child.id() as libc::pid_t;
+    let stop = || {
+        guard.delete();
+        // Should runc's state be unusable, the kernel still knows: the
+        // container's init is a child of `runc run` (runc clones it with
+        // CLONE_PARENT) and pid 1 of the sandbox's pid namespace.
+        for pid in supervise::children(runtime_pid) {
+            // SAFETY: kill(2). runc could reap one of these between the read
+            // and the kill; a pid reused within that window is not a
+            // practical concern (pids are allocated cyclically).
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        // SAFETY: kill(2) of our own unreaped child.
+        unsafe { libc::kill(runtime_pid, libc::SIGKILL) };
+    };
+    let status = signals.wait_until(|| child.try_wait(), stop);
+    if supervise::orphaned(start_parent) {
+        // Nobody is left to clean up: the container, then the bundle (it
+        // may hold copies of secrets).
+        guard.delete();
+        let _ = std::fs::remove_dir_all(bundle);
+    }
+    std::mem::forget(guard);
+    match status {
+        Ok(st) => match (st.code(), st.signal()) {
+            (Some(code), _) => code,
+            (None, Some(sig)) => supervise::die_by(sig),
+            (None, None) => HELPER_FAILED,
+        },
+        Err(e) => {
+            let _ = child.kill();
+            fail(format!("sandbox helper: wait for {bin:?}: {e}"))
+        }
+    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use oci_spec::runtime::{
     Spec, SpecBuilder, UserBuilder,
 };
 
+use crate::seccomp;
 use crate::user::ResolvedUser;
 use crate::{Error, Network, ProcessSpec, Result};
 
@@ -316,11 +317,15 @@ pub(crate) fn build(input: SpecInput<'_>) -> Result<Spec> {
         .env(process_env(input.process, input.user))
         .cwd(cwd)
         .capabilities(capabilities)
-        .no_new_privileges(false)
         .build()
         .map_err(spec_err)?;
     // Inherit the runtime's limits: a spec must not ask above the hard limits.
     process.set_rlimits(None);
+    // `noNewPrivileges` unset means false (setuid binaries work, as in
+    // Docker). Unset rather than `false`: libcontainer loads the seccomp
+    // filter before dropping capabilities only when the field is absent, and
+    // without CAP_SYS_ADMIN or no_new_privs the kernel refuses the filter.
+    process.set_no_new_privileges(None);
 
     let mut ns_types = vec![
         LinuxNamespaceType::Pid,
@@ -423,6 +428,9 @@ pub(crate) fn build(input: SpecInput<'_>) -> Result<Spec> {
     let mut linux = linux.build().map_err(spec_err)?;
     if input.insecure {
         linux.set_masked_paths(None).set_readonly_paths(None);
+    } else if let Some(host) = seccomp::Host::current() {
+        // As BuildKit: Docker's default profile, none with --security=insecure.
+        linux.set_seccomp(Some(seccomp::default_profile(DEFAULT_CAPS, &host)?));
     }
 
     let root = RootBuilder::default()

@@ -301,6 +301,27 @@ fn masked_and_readonly_paths(rt: Rt) {
     assert_eq!(out, "0\nro\n");
 }
 
+fn seccomp_default_profile_and_insecure(rt: Rt) {
+    let env = Env::new();
+    let exec = env.executor(&rt);
+    // A user namespace needs no capability: only the profile forbids it.
+    let script = "grep '^Seccomp:' /proc/self/status; \
+                  unshare -U true 2>&1 && echo unshared || echo refused; \
+                  (echo forked | cat) & wait";
+    let out = run_ok(&exec, &env.sh(script));
+    assert_eq!(
+        out,
+        "Seccomp:\t2\nunshare: unshare(0x10000000): Operation not permitted\nrefused\nforked\n"
+    );
+    let mut req = env.sh(script);
+    req.insecure = true;
+    assert_eq!(
+        run_ok(&exec, &req),
+        "Seccomp:\t0\nunshared\nforked\n",
+        "--security=insecure runs without seccomp"
+    );
+}
+
 fn background_processes_die(rt: Rt) {
     let env = Env::new();
     let marker = format!("{}", 800_000 + std::process::id() % 90_000);
@@ -392,6 +413,7 @@ conformance!(
     mounts_bind_tmpfs_secret,
     capabilities_default_and_insecure,
     masked_and_readonly_paths,
+    seccomp_default_profile_and_insecure,
     background_processes_die,
     missing_command_is_an_error,
     cancel_kills_everything,

@@ -12,7 +12,7 @@ use rbuild_exec::{Executor, ExitStatus, OutputChunk, ProcessSpec, RunRequest, Ru
 /// Applets linked in the test rootfs.
 const APPLETS: &[&str] = &[
     "sh", "ls", "ps", "id", "hostname", "cat", "true", "false", "echo", "sleep", "kill", "grep",
-    "env", "pwd", "stat", "touch", "wc", "mkdir", "ip", "head", "tr",
+    "env", "pwd", "stat", "touch", "wc", "mkdir", "ip", "head", "tr", "unshare",
 ];
 
 /// Fail (never skip) when the environment cannot run containers.
@@ -84,15 +84,16 @@ impl Env {
         Env { tmp, rootfs, state }
     }
 
-    /// An executor for `runtime`.
+    /// An executor for `runtime` (both run under the sandbox helper).
     pub fn executor(&self, runtime: &Rt) -> Executor {
-        match runtime {
+        let exec = match runtime {
             Rt::Runc => Executor::new(Runtime::External(runc_path()), self.state.clone())
                 .expect("runc executor"),
-            Rt::Embedded => Executor::new(Runtime::Embedded, self.state.clone())
-                .expect("embedded executor")
-                .with_helper(PathBuf::from(env!("CARGO_BIN_EXE_rbuild-exec-helper"))),
-        }
+            Rt::Embedded => {
+                Executor::new(Runtime::Embedded, self.state.clone()).expect("embedded executor")
+            }
+        };
+        exec.with_helper(PathBuf::from(env!("CARGO_BIN_EXE_rbuild-exec-helper")))
     }
 
     /// A request running `args` (as given) in this rootfs.
