@@ -564,6 +564,9 @@ pub fn run(cli: &Cli, args: &BuildArgs) -> Result<()> {
             .unwrap_or(2)
     });
 
+    // Ctrl-C cancels the running steps; the solve then ends and everything
+    // it mounted is released before rbuild exits.
+    let mut interrupted = false;
     let result = env.rt.block_on(async {
         let solve =
             rbuild_solver::scheduler::solve(graph.clone(), &lowered.root, ops.clone(), jobs);
@@ -575,9 +578,20 @@ pub fn run(cli: &Cli, args: &BuildArgs) -> Result<()> {
                     break r;
                 }
                 Some(ev) = rx.recv() => renderer.event(&ev),
+                _ = tokio::signal::ctrl_c(), if !interrupted => {
+                    interrupted = true;
+                    cancel.cancel();
+                    eprintln!("interrupted: cancelling the build");
+                }
             }
         }
     });
+    if interrupted {
+        if let Some((leases, id)) = &ops.lease {
+            let _ = leases.release(id);
+        }
+        return Err(crate::Interrupted.into());
+    }
     let top = match result {
         Ok(r) => r,
         Err(rbuild_solver::scheduler::SolveError::Vertex { error, .. }) => {

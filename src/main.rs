@@ -29,6 +29,18 @@ impl std::fmt::Display for Rendered {
 
 impl std::error::Error for Rendered {}
 
+/// The build was cancelled with Ctrl-C (exit code 130).
+#[derive(Debug)]
+pub struct Interrupted;
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("build cancelled (interrupted)")
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
 fn main() -> ExitCode {
     // The embedded runtime re-executes this binary as its sandbox helper.
     rbuild_exec::maybe_run_embedded_helper();
@@ -78,6 +90,9 @@ fn main() -> ExitCode {
                 eprintln!("ERROR: {}", r.summary);
             } else {
                 eprintln!("ERROR: {e:#}");
+            }
+            if e.downcast_ref::<Interrupted>().is_some() {
+                return ExitCode::from(130);
             }
             ExitCode::from(1)
         }

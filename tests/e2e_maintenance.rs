@@ -166,3 +166,67 @@ fn a_build_killed_during_run_leaves_nothing_running_embedded() {
 fn a_build_killed_during_run_leaves_nothing_running_runc() {
     killed_during_run("runc", 500_000);
 }
+
+/// Ctrl-C (SIGINT) while a RUN step runs: the build is cancelled, rbuild
+/// exits 130, and nothing is left running or mounted, without a prune.
+#[test]
+fn ctrl_c_cancels_the_build_and_leaves_nothing_running_or_mounted() {
+    require_root();
+    require_registry();
+    let rb = Rbuild::new();
+    let ctx = tempfile::tempdir().expect("tmp");
+    let marker = (700_000 + std::process::id() % 90_000).to_string();
+    std::fs::write(
+        ctx.path().join("Dockerfile"),
+        format!(
+            "FROM {}/library/busybox:latest\nRUN echo started && sleep {marker}\n",
+            registry()
+        ),
+    )
+    .expect("write");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rbuild"))
+        .arg("--root")
+        .arg(rb.path())
+        .args(["build", "--progress=plain"])
+        .arg(ctx.path())
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn rbuild");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    for line in lines.by_ref() {
+        if line.expect("line").ends_with(" started") {
+            break;
+        }
+    }
+    assert!(
+        eventually(|| !pids_with_cmdline(&["sleep", &marker]).is_empty()),
+        "the RUN step never ran `sleep {marker}`"
+    );
+    // SAFETY: kill has no memory-safety preconditions.
+    let rc = unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    assert_eq!(rc, 0, "send SIGINT");
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().expect("wait");
+    assert_eq!(
+        status.code(),
+        Some(130),
+        "exit code after Ctrl-C:\n{}",
+        rest.join("\n")
+    );
+    assert!(
+        rest.iter()
+            .any(|l| l.contains("build cancelled (interrupted)")),
+        "{}",
+        rest.join("\n")
+    );
+    assert!(
+        eventually(|| pids_with_cmdline(&["sleep", &marker]).is_empty()),
+        "`sleep {marker}` outlived the cancelled build"
+    );
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let ours = rb.path().display().to_string();
+    let left: Vec<&str> = mounts.lines().filter(|l| l.contains(&ours)).collect();
+    assert!(left.is_empty(), "mounts left behind: {left:#?}");
+}
