@@ -152,14 +152,14 @@ pub fn build(
     resolver: &dyn ImageResolver,
 ) -> Result<LoweredBuild, FrontendError> {
     let file = opts.dockerfile_name.as_str();
-    let ast = parse_all(dockerfile, file)?;
+    let mut ast = parse_all(dockerfile, file)?;
     let rep = Reporter::new(file, dockerfile);
     let warnings: Vec<Diagnostic> = ast
         .warnings
         .iter()
         .map(|w| rep.at_line(w.line, w.message.clone()))
         .collect();
-    let stages = instructions::parse_stages(&ast.nodes).map_err(|errs| {
+    let stages = instructions::parse_stages(std::mem::take(&mut ast.nodes)).map_err(|errs| {
         let diags = errs
             .into_iter()
             .map(|e| rep.at_text(e.line, &e.needle, e.message))

@@ -475,12 +475,20 @@ fn dispatch_command(
                 } else {
                     ctx.global.map.get(&d.key).cloned()
                 };
-                if let Some(v) = &value {
-                    st.set_env(&d.key, v);
-                }
-                match st.build_args.iter_mut().find(|(k, _)| *k == d.key) {
-                    Some(e) => e.1 = value.clone(),
-                    None => st.build_args.push((d.key.clone(), value.clone())),
+                let env_index = match &value {
+                    Some(v) => Some(st.set_env(&d.key, v)),
+                    None => st.env.iter().position(|(k, _)| **k == *d.key),
+                };
+                match st.build_args.iter_mut().find(|a| a.key == d.key) {
+                    Some(e) => {
+                        e.value = value.clone();
+                        e.env_index = env_index;
+                    }
+                    None => st.build_args.push(super::DeclaredArg {
+                        key: d.key.clone(),
+                        value: value.clone(),
+                        env_index,
+                    }),
                 }
                 parts.push(match &value {
                     Some(v) => format!("{}={v}", d.key),

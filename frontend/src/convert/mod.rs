@@ -20,6 +20,7 @@ use rbuild_graph::{
     SourceOp, VertexMeta,
 };
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// Default `PATH` BuildKit adds when an image has none.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -34,9 +35,10 @@ pub(crate) struct StageState {
     pub root: Digest,
     pub image: ImageConfig,
     /// Exec env: ENV and ARG values, insertion order, replace in place.
-    pub env: Vec<(String, String)>,
+    /// Shared strings: every RUN of the stage takes a copy of the list.
+    pub env: Vec<(Arc<str>, Arc<str>)>,
     /// ARGs declared in the stage, for RUN history.
-    pub build_args: Vec<(String, Option<String>)>,
+    pub build_args: Vec<DeclaredArg>,
     pub cwd: String,
     pub user: String,
     pub shell: Vec<String>,
@@ -55,17 +57,43 @@ pub(crate) struct StageState {
     pub on_build: bool,
 }
 
-impl StageState {
-    pub fn set_env(&mut self, k: &str, v: &str) {
-        set_kv(&mut self.env, k, v);
-    }
+/// An `ARG` declared in a stage (or inherited from its base stage).
+#[derive(Clone, Debug)]
+pub(crate) struct DeclaredArg {
+    pub key: String,
+    /// The value it was declared with (build arg, default or global).
+    pub value: Option<String>,
+    /// Where `key` is in [`StageState::env`], if it was there when declared
+    /// (env entries never move: they are replaced in place or appended).
+    pub env_index: Option<usize>,
 }
 
-/// Replace in place or append.
-pub(crate) fn set_kv(list: &mut Vec<(String, String)>, k: &str, v: &str) {
-    match list.iter_mut().find(|(key, _)| key == k) {
-        Some(e) => e.1 = v.to_string(),
-        None => list.push((k.to_string(), v.to_string())),
+impl StageState {
+    /// Set `k` in the exec env (replace in place or append); its index.
+    pub fn set_env(&mut self, k: &str, v: &str) -> usize {
+        match self.env.iter().position(|(key, _)| &**key == k) {
+            Some(i) => {
+                self.env[i].1 = v.into();
+                i
+            }
+            None => {
+                self.env.push((k.into(), v.into()));
+                self.env.len() - 1
+            }
+        }
+    }
+
+    /// The current value of a declared ARG as RUN history shows it: its
+    /// env value (an ENV may have changed it), else its declared value.
+    pub fn arg_value<'s>(&'s self, a: &'s DeclaredArg) -> &'s str {
+        let from_env = match a.env_index {
+            Some(i) => self.env.get(i).filter(|(k, _)| **k == *a.key),
+            None => self.env.iter().find(|(k, _)| **k == *a.key),
+        };
+        match from_env {
+            Some((_, v)) => v,
+            None => a.value.as_deref().unwrap_or(""),
+        }
     }
 }
 
