@@ -192,6 +192,10 @@ pub struct BuildArgs {
     /// Extra build contexts: name=path or name=docker-image://ref.
     #[arg(long = "build-context", value_name = "NAME=VALUE")]
     pub build_contexts: Vec<String>,
+    /// Run the build checks (BuildKit's Dockerfile lint rules) without
+    /// building; exit 1 if any warning is found.
+    #[arg(long)]
+    pub check: bool,
 }
 
 /// Turn docker's habit `rbuild -t app .` into `rbuild build -t app .`: when

@@ -3,6 +3,7 @@
 
 mod admin;
 mod build;
+mod checks;
 mod cli;
 mod progress;
 mod resolve;

@@ -42,6 +42,9 @@ pub enum ErrorKind {
     Syntax,
     /// Resolving a base image failed.
     Resolve,
+    /// Build checks found problems and the Dockerfile asks for that to fail
+    /// the build (`# check=error=true`).
+    Check,
 }
 
 /// The error of [`crate::build`] and [`crate::dump_ast`]: one or more diagnostics.
@@ -51,6 +54,9 @@ pub struct FrontendError {
     pub kind: ErrorKind,
     /// The diagnostics, in source order (at least one).
     pub diagnostics: Vec<Diagnostic>,
+    /// Build-check warnings found before the failure (for [`ErrorKind::Check`]
+    /// the warnings that failed the build), for the caller to show.
+    pub checks: Vec<crate::CheckWarning>,
 }
 
 impl FrontendError {
@@ -59,13 +65,18 @@ impl FrontendError {
         FrontendError {
             kind: ErrorKind::Syntax,
             diagnostics: vec![d],
+            checks: Vec::new(),
         }
     }
 
     /// An error of the given kind made of several diagnostics.
     pub fn many(kind: ErrorKind, mut diagnostics: Vec<Diagnostic>) -> Self {
         diagnostics.sort_by_key(|d| (d.line, d.col));
-        FrontendError { kind, diagnostics }
+        FrontendError {
+            kind,
+            diagnostics,
+            checks: Vec::new(),
+        }
     }
 }
 
@@ -75,7 +86,12 @@ impl fmt::Display for FrontendError {
             if i > 0 {
                 writeln!(f)?;
             }
-            write!(f, "{d}")?;
+            if self.kind == ErrorKind::Check {
+                // BuildKit's message has no position.
+                write!(f, "{}", d.message)?;
+            } else {
+                write!(f, "{d}")?;
+            }
         }
         Ok(())
     }

@@ -131,6 +131,8 @@ pub struct KeyValue {
     pub key: String,
     /// Value.
     pub value: String,
+    /// Written in the legacy `KEY value` form (no `=`).
+    pub no_delim: bool,
 }
 
 /// A typed instruction (not FROM, which starts a [`Stage`]).
@@ -337,13 +339,14 @@ fn key_values(n: &Node, name: &str) -> Result<Vec<KeyValue>, InstrError> {
     at_least_one(n, name)?;
     let mut out = Vec::new();
     for c in n.args.chunks(3) {
-        if let [k, v, _] = c {
+        if let [k, v, sep] = c {
             if k.is_empty() {
                 return Err(err(n, "", format!("{name} names can not be blank")));
             }
             out.push(KeyValue {
                 key: k.clone(),
                 value: v.clone(),
+                no_delim: sep.is_empty(),
             });
         }
     }
