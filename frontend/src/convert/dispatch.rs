@@ -228,6 +228,7 @@ pub(crate) fn dispatch_stage(ctx: &mut Ctx<'_>, i: usize) -> Result<StageState, 
         },
         on_build: false,
         workdir_set: false,
+        lines: (line, stage.node.end_line),
         last_cmd: None,
         last_entrypoint: None,
         last_healthcheck: None,
@@ -445,21 +446,9 @@ pub(crate) fn report_undefined(
         if let Some(s) = crate::error::suggest(name, keys, true) {
             msg.push_str(&format!(" (did you mean ${s}?)"));
         }
-        ctx.check(
-            crate::lint::rules::UNDEFINED_VAR,
-            (line, end_line_of(ctx, st, line)),
-            msg,
-        );
+        let end = if st.lines.0 == line { st.lines.1 } else { line };
+        ctx.check(crate::lint::rules::UNDEFINED_VAR, (line, end), msg);
     }
-}
-
-/// The last line of the instruction of `st` starting at `line`.
-fn end_line_of(ctx: &Ctx<'_>, st: &StageState, line: usize) -> usize {
-    ctx.stages[st.index]
-        .commands
-        .iter()
-        .find(|c| c.node.start_line == line)
-        .map_or(line, |c| c.node.end_line)
 }
 
 fn expand_kvs(
@@ -497,6 +486,7 @@ fn dispatch_command(
 ) -> Result<(), FrontendError> {
     let line = c.node.start_line;
     let lines = (line, c.node.end_line);
+    st.lines = lines;
     let name = c.node.value.as_str();
     match &c.inst {
         Instruction::Env(kvs) => {

@@ -59,6 +59,8 @@ pub(crate) struct StageState {
     pub on_build: bool,
     /// A WORKDIR was dispatched in this stage or its base stages.
     pub workdir_set: bool,
+    /// Lines (first, last) of the instruction being dispatched.
+    pub lines: (usize, usize),
     /// Lines of the last CMD, ENTRYPOINT and HEALTHCHECK of this stage.
     pub last_cmd: Option<(usize, usize)>,
     /// See `last_cmd`.

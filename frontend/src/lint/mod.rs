@@ -140,7 +140,16 @@ impl Linter {
             line: lines.0,
             end_line: lines.1,
         };
-        if !self.warnings.contains(&w) {
+        // The same word expanded twice (e.g. for the history text) must not
+        // report twice. Warnings arrive in line order within a stage, so
+        // only the tail of the same line is compared.
+        let dup = self
+            .warnings
+            .iter()
+            .rev()
+            .take_while(|x| x.line == w.line)
+            .any(|x| *x == w);
+        if !dup {
             self.warnings.push(w);
         }
     }

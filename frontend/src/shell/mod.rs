@@ -98,12 +98,12 @@ impl Lexer {
 
     /// Expand `word` against `env`.
     pub fn process(&self, word: &str, env: &dyn EnvGetter) -> Result<Expansion, ShellError> {
-        self.run(word, env, true, true)
+        self.run(word, env, true, Track::All)
     }
 
     /// Expand `word` and return the joined result ("ProcessWord").
     pub fn process_word(&self, word: &str, env: &dyn EnvGetter) -> Result<String, ShellError> {
-        self.run(word, env, false, false).map(|e| e.result)
+        self.run(word, env, false, Track::None).map(|e| e.result)
     }
 
     /// Expand `word` and return the joined result and the names of the
@@ -113,7 +113,7 @@ impl Lexer {
         word: &str,
         env: &dyn EnvGetter,
     ) -> Result<(String, BTreeSet<String>), ShellError> {
-        self.run(word, env, false, true)
+        self.run(word, env, false, Track::Unmatched)
             .map(|e| (e.result, e.unmatched))
     }
 
@@ -123,18 +123,18 @@ impl Lexer {
         word: &str,
         env: &dyn EnvGetter,
     ) -> Result<Vec<String>, ShellError> {
-        self.run(word, env, true, false).map(|e| e.words)
+        self.run(word, env, true, Track::None).map(|e| e.words)
     }
 
-    /// The expansion; `split` computes [`Expansion::words`], `track` the
-    /// matched and unmatched names (each costs allocations, so callers that
-    /// need only the joined result skip them).
+    /// The expansion; `split` computes [`Expansion::words`], `track` says
+    /// which looked-up names to record (each costs allocations, so callers
+    /// that need only the joined result skip them).
     fn run(
         &self,
         word: &str,
         env: &dyn EnvGetter,
         split: bool,
-        track: bool,
+        track: Track,
     ) -> Result<Expansion, ShellError> {
         // Fast path: nothing to expand, unquote or unescape.
         if !word.contains(['$', '\'', '"', self.escape]) {
@@ -176,6 +176,14 @@ impl Lexer {
             }),
         }
     }
+}
+
+/// Which variable names an expansion records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Track {
+    None,
+    Unmatched,
+    All,
 }
 
 /// Go's `unicode.IsSpace`.
@@ -254,8 +262,8 @@ struct ShellWord<'a> {
     raw_escapes: bool,
     /// Compute the split words.
     split: bool,
-    /// Record matched and unmatched variable names.
-    track: bool,
+    /// Which variable names to record.
+    track: Track,
     matched: BTreeSet<String>,
     unmatched: BTreeSet<String>,
 }
@@ -278,13 +286,13 @@ impl ShellWord<'_> {
     fn get_env(&mut self, name: &str) -> Option<String> {
         match self.env.lookup(name) {
             Some(v) => {
-                if self.track {
+                if self.track == Track::All {
                     self.matched.insert(name.to_string());
                 }
                 Some(v.to_string())
             }
             None => {
-                if self.track {
+                if self.track != Track::None {
                     self.unmatched.insert(name.to_string());
                 }
                 None
