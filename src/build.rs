@@ -1,5 +1,6 @@
 //! `rbuild build` and `rbuild debug`: wire frontend, solver and exporters.
 
+use crate::checks;
 use crate::cli::{BuildArgs, Cli, DebugCommand};
 use crate::progress::{Mode, Renderer};
 use crate::resolve::{PullPolicy, Resolver};
@@ -200,6 +201,7 @@ fn frontend_options_full(
         context_name: "context".to_string(),
         named_contexts,
         no_cache_filter,
+        all_stages: false,
     })
 }
 
@@ -465,7 +467,7 @@ pub fn run(cli: &Cli, args: &BuildArgs) -> Result<()> {
     } else {
         args.no_cache_filter.clone()
     };
-    let opts = frontend_options_full(
+    let mut opts = frontend_options_full(
         &input.dockerfile_name,
         args.target.clone(),
         parse_build_args(&args.build_args),
@@ -474,10 +476,30 @@ pub fn run(cli: &Cli, args: &BuildArgs) -> Result<()> {
         named.clone(),
         no_cache_filter,
     )?;
-    let lowered = rbuild_frontend::build(&input.dockerfile, &opts, &resolver)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    check_entitlements(&lowered.graph, &args.allow)?;
+    // Like `docker build --check`: without --target, check every stage.
+    opts.all_stages = args.check && args.target.is_none();
     let mut renderer = Renderer::new(mode);
+    let lowered = match rbuild_frontend::build(&input.dockerfile, &opts, &resolver) {
+        Ok(l) => l,
+        Err(e) => {
+            if args.check {
+                checks::print_report(&e.checks, &input.dockerfile_name, &input.dockerfile);
+            } else {
+                for c in &e.checks {
+                    renderer.line(&format!("WARNING: {c}"));
+                }
+            }
+            bail!("{e}");
+        }
+    };
+    if args.check {
+        checks::print_report(&lowered.checks, &input.dockerfile_name, &input.dockerfile);
+        if !lowered.checks.is_empty() {
+            bail!("build checks found {}", checks::count(lowered.checks.len()));
+        }
+        return Ok(());
+    }
+    check_entitlements(&lowered.graph, &args.allow)?;
     for w in &lowered.warnings {
         renderer.line(&format!("WARNING: {w}"));
     }
@@ -493,6 +515,9 @@ pub fn run(cli: &Cli, args: &BuildArgs) -> Result<()> {
         }
         r
     };
+    for c in &lowered.checks {
+        renderer.line(&format!("WARNING: {c}"));
+    }
 
     let runtime = match args.runtime.as_deref() {
         None | Some("embedded") => rbuild_exec::Runtime::Embedded,

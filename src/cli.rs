@@ -201,6 +201,10 @@ pub struct BuildArgs {
     /// ignore-error=true.
     #[arg(long = "cache-to", value_name = "SPEC")]
     pub cache_to: Vec<String>,
+    /// Run the build checks (BuildKit's Dockerfile lint rules) without
+    /// building; exit 1 if any warning is found.
+    #[arg(long)]
+    pub check: bool,
 }
 
 /// Turn docker's habit `rbuild -t app .` into `rbuild build -t app .`: when

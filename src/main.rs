@@ -4,6 +4,7 @@
 mod admin;
 mod build;
 mod cache;
+mod checks;
 mod cli;
 mod progress;
 mod resolve;

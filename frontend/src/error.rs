@@ -42,6 +42,9 @@ pub enum ErrorKind {
     Syntax,
     /// Resolving a base image failed.
     Resolve,
+    /// Build checks found problems and the Dockerfile asks for that to fail
+    /// the build (`# check=error=true`).
+    Check,
 }
 
 /// The error of [`crate::build`] and [`crate::dump_ast`]: one or more diagnostics.
@@ -51,6 +54,9 @@ pub struct FrontendError {
     pub kind: ErrorKind,
     /// The diagnostics, in source order (at least one).
     pub diagnostics: Vec<Diagnostic>,
+    /// Build-check warnings found before the failure (for [`ErrorKind::Check`]
+    /// the warnings that failed the build), for the caller to show.
+    pub checks: Vec<crate::CheckWarning>,
 }
 
 impl FrontendError {
@@ -59,13 +65,18 @@ impl FrontendError {
         FrontendError {
             kind: ErrorKind::Syntax,
             diagnostics: vec![d],
+            checks: Vec::new(),
         }
     }
 
     /// An error of the given kind made of several diagnostics.
     pub fn many(kind: ErrorKind, mut diagnostics: Vec<Diagnostic>) -> Self {
         diagnostics.sort_by_key(|d| (d.line, d.col));
-        FrontendError { kind, diagnostics }
+        FrontendError {
+            kind,
+            diagnostics,
+            checks: Vec::new(),
+        }
     }
 }
 
@@ -75,7 +86,12 @@ impl fmt::Display for FrontendError {
             if i > 0 {
                 writeln!(f)?;
             }
-            write!(f, "{d}")?;
+            if self.kind == ErrorKind::Check {
+                // BuildKit's message has no position.
+                write!(f, "{}", d.message)?;
+            } else {
+                write!(f, "{d}")?;
+            }
         }
         Ok(())
     }
@@ -135,19 +151,63 @@ impl<'a> Reporter<'a> {
     }
 }
 
-/// Levenshtein distance over chars.
-pub(crate) fn levenshtein(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
+/// Levenshtein distance with buffers reused across calls.
+#[derive(Default)]
+struct Distance {
+    b: Vec<char>,
+    prev: Vec<usize>,
+    cur: Vec<usize>,
+}
+
+impl Distance {
+    fn between(&mut self, a: &[char], b: &str) -> usize {
+        self.b.clear();
+        self.b.extend(b.chars());
+        let n = self.b.len();
+        self.prev.clear();
+        self.prev.extend(0..=n);
+        self.cur.clear();
+        self.cur.resize(n + 1, 0);
+        for (i, ca) in a.iter().enumerate() {
+            self.cur[0] = i + 1;
+            for (j, cb) in self.b.iter().enumerate() {
+                let cost = usize::from(ca != cb);
+                self.cur[j + 1] = (self.prev[j] + cost)
+                    .min(self.prev[j + 1] + 1)
+                    .min(self.cur[j] + 1);
+            }
+            std::mem::swap(&mut self.prev, &mut self.cur);
+        }
+        self.prev[n]
+    }
+}
+
+/// Levenshtein distance of two short byte strings (`None` past 31 bytes).
+fn ascii_distance(a: &[u8], b: &[u8]) -> Option<usize> {
+    const N: usize = 32;
+    if a.len() >= N || b.len() >= N {
+        return None;
+    }
+    let mut rows = [[0usize; N]; 2];
+    let n = b.len();
+    for (j, p) in rows[0][..=n].iter_mut().enumerate() {
+        *p = j;
+    }
+    for (i, ca) in a.iter().enumerate() {
+        let (prev, cur) = if i % 2 == 0 {
+            let (p, c) = rows.split_at_mut(1);
+            (&p[0], &mut c[0])
+        } else {
+            let (c, p) = rows.split_at_mut(1);
+            (&p[0], &mut c[0])
+        };
+        cur[0] = i + 1;
         for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
+            let cost = usize::from(ca != cb);
             cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
         }
-        prev = cur;
     }
-    prev[b.len()]
+    Some(rows[a.len() % 2][n])
 }
 
 /// BuildKit's suggestion rule: the closest option within distance 2
@@ -158,37 +218,61 @@ pub(crate) fn suggest<'o>(
     options: impl IntoIterator<Item = &'o str>,
     case_sensitive: bool,
 ) -> Option<String> {
-    let v = if case_sensitive {
-        val.to_string()
-    } else {
-        val.to_lowercase()
-    };
-    let mut best: Option<String> = None;
-    let mut min = 3;
-    for opt in options {
-        let o = if case_sensitive {
-            opt.to_string()
+    use std::borrow::Cow;
+    let fold = |s: &'o str| -> Cow<'o, str> {
+        if case_sensitive {
+            Cow::Borrowed(s)
         } else {
-            opt.to_lowercase()
-        };
-        if o == v {
+            Cow::Owned(s.to_lowercase())
+        }
+    };
+    let v: Vec<char> = if case_sensitive {
+        val.chars().collect()
+    } else {
+        val.to_lowercase().chars().collect()
+    };
+    let mut dist = Distance::default();
+    let mut best: Option<Cow<'o, str>> = None;
+    let mut min = 3;
+    let ascii = case_sensitive && val.is_ascii();
+    for opt in options {
+        // The distance is at least the difference in length.
+        if opt.chars().count().abs_diff(v.len()) >= min {
+            continue;
+        }
+        if ascii && opt.is_ascii() {
+            // Common case (variable names): bytes, no allocation.
+            if opt == val {
+                return None;
+            }
+            if let Some(d) = ascii_distance(val.as_bytes(), opt.as_bytes()) {
+                if d < min {
+                    min = d;
+                    best = Some(Cow::Borrowed(opt));
+                }
+                continue;
+            }
+        }
+        let o = fold(opt);
+        if o.chars().eq(v.iter().copied()) {
             return None;
         }
-        let d = levenshtein(&v, &o);
+        let d = dist.between(&v, &o);
         if d < min {
             min = d;
-            best = Some(if case_sensitive {
-                o
-            } else if val == val.to_lowercase() {
-                o.to_lowercase()
-            } else if val == val.to_uppercase() {
-                o.to_uppercase()
-            } else {
-                o
-            });
+            best = Some(o);
         }
     }
-    best
+    let o = best?;
+    Some(if case_sensitive {
+        o.into_owned()
+    } else if val == val.to_lowercase() {
+        o.to_lowercase()
+    } else if val == val.to_uppercase() {
+        o.to_uppercase()
+    } else {
+        o.into_owned()
+    })
 }
 
 /// `msg` with ` (did you mean X?)` appended when a suggestion exists.
@@ -228,5 +312,11 @@ mod tests {
         assert_eq!(suggest("runn", opts, false).as_deref(), Some("run"));
         assert_eq!(suggest("xyzzy", opts, false), None);
         assert_eq!(suggest("run", opts, false), None);
+        let vars = ["PATH", "HOME", "VERSION", "PFAD_Ü"];
+        assert_eq!(suggest("PAHT", vars, true).as_deref(), Some("PATH"));
+        assert_eq!(suggest("path", vars, true), None);
+        assert_eq!(suggest("PATH", vars, true), None);
+        assert_eq!(suggest("VERSIN", vars, true).as_deref(), Some("VERSION"));
+        assert_eq!(suggest("PFAD_U", vars, true).as_deref(), Some("PFAD_Ü"));
     }
 }

@@ -37,11 +37,13 @@ mod convert;
 mod debug;
 pub mod error;
 pub mod instructions;
+pub mod lint;
 pub mod parser;
 pub mod shell;
 
 pub use debug::{graph_to_dot, graph_to_json};
 pub use error::{Diagnostic, ErrorKind, FrontendError};
+pub use lint::{CheckConfig, CheckWarning};
 
 use error::Reporter;
 use std::collections::BTreeMap;
@@ -68,6 +70,9 @@ pub struct BuildOptions {
     pub named_contexts: BTreeMap<String, String>,
     /// Stages (by name or index; `*` for all) whose vertices ignore the cache.
     pub no_cache_filter: Vec<String>,
+    /// Lower every stage, not only those the target needs (for build
+    /// checks of the whole file, like `docker build --check`).
+    pub all_stages: bool,
 }
 
 impl Default for BuildOptions {
@@ -82,6 +87,7 @@ impl Default for BuildOptions {
             context_name: "context".into(),
             named_contexts: BTreeMap::new(),
             no_cache_filter: Vec::new(),
+            all_stages: false,
         }
     }
 }
@@ -118,8 +124,10 @@ pub struct LoweredBuild {
     /// the vertex whose output is the rootfs right after it; `None` for empty
     /// layers and for entries inherited from the base image.
     pub layer_vertices: Vec<Option<rbuild_graph::Digest>>,
-    /// Non-fatal findings.
+    /// Non-fatal findings that are not build checks (unused build args).
     pub warnings: Vec<Diagnostic>,
+    /// Build-check warnings (BuildKit's lint rules), in line order.
+    pub checks: Vec<CheckWarning>,
 }
 
 fn parse_all(dockerfile: &str, file: &str) -> Result<parser::Ast, FrontendError> {
@@ -152,21 +160,39 @@ pub fn build(
     resolver: &dyn ImageResolver,
 ) -> Result<LoweredBuild, FrontendError> {
     let file = opts.dockerfile_name.as_str();
-    let ast = parse_all(dockerfile, file)?;
+    let mut ast = parse_all(dockerfile, file)?;
     let rep = Reporter::new(file, dockerfile);
-    let warnings: Vec<Diagnostic> = ast
-        .warnings
-        .iter()
-        .map(|w| rep.at_line(w.line, w.message.clone()))
-        .collect();
-    let stages = instructions::parse_stages(&ast.nodes).map_err(|errs| {
+    let config = check_config(&ast, opts).map_err(|(line, e)| {
+        FrontendError::single(rep.at_line(line, format!("failed to parse check options: {e}")))
+    })?;
+    let mut linter = lint::Linter::new(config);
+    for w in &ast.warnings {
+        linter.run(
+            lint::rules::NO_EMPTY_CONTINUATION,
+            (w.line, w.line),
+            "Empty continuation line".into(),
+        );
+    }
+    let stages = instructions::parse_stages(std::mem::take(&mut ast.nodes)).map_err(|errs| {
         let diags = errs
             .into_iter()
             .map(|e| rep.at_text(e.line, &e.needle, e.message))
             .collect();
         FrontendError::many(ErrorKind::Syntax, diags)
     })?;
-    convert::lower(&stages, ast.escape, dockerfile, opts, resolver, warnings)
+    convert::lower(&stages, ast.escape, dockerfile, opts, resolver, linter)
+}
+
+/// The build-check configuration: the `BUILDKIT_DOCKERFILE_CHECK` build arg
+/// if given, else the `# check=` directive. Errors carry the directive line.
+fn check_config(ast: &parser::Ast, opts: &BuildOptions) -> Result<CheckConfig, (usize, String)> {
+    if let Some(v) = opts.build_args.get("BUILDKIT_DOCKERFILE_CHECK") {
+        return CheckConfig::parse(v).map_err(|e| (0, e));
+    }
+    match ast.directives.iter().find(|d| d.name == "check") {
+        Some(d) => CheckConfig::parse(&d.value).map_err(|e| (d.line, e)),
+        None => Ok(CheckConfig::default()),
+    }
 }
 
 /// BuildKit's AST dump of a Dockerfile (`(from "alpine")` per line, no

@@ -148,7 +148,7 @@ fn run_exec_and_names() {
     assert_eq!(e.meta.cwd, "/w");
     assert_eq!(e.meta.user, "u");
     assert!(e.meta.env.contains(&("A".into(), "fromcli".into())));
-    assert!(!e.meta.env.iter().any(|(k, _)| k == "HTTP_PROXY"));
+    assert!(!e.meta.env.iter().any(|(k, _)| &**k == "HTTP_PROXY"));
     assert_eq!(
         e.meta.proxy_env,
         vec![("HTTP_PROXY".to_string(), "http://p".to_string())]

@@ -88,3 +88,24 @@ impl<'de> Deserialize<'de> for Digest {
         s.parse().map_err(serde::de::Error::custom)
     }
 }
+
+/// An `io::Write` that hashes what is written (for streaming encodings).
+#[derive(Default)]
+pub(crate) struct Sha256Writer(Sha256);
+
+impl Sha256Writer {
+    /// The digest of everything written so far.
+    pub(crate) fn finish(self) -> Digest {
+        Digest::from_sha256(self.0.finalize().into())
+    }
+}
+
+impl std::io::Write for Sha256Writer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}

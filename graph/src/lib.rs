@@ -66,9 +66,13 @@ impl Vertex {
         serde_json::to_vec(self).unwrap_or_default()
     }
 
-    /// The vertex digest: sha256 over [`Vertex::canonical_bytes`].
+    /// The vertex digest: sha256 over [`Vertex::canonical_bytes`]. The
+    /// encoding is streamed into the hasher, never held in memory.
     pub fn digest(&self) -> Digest {
-        Digest::sha256_of(&self.canonical_bytes())
+        let mut w = digest::Sha256Writer::default();
+        // Writing into a hasher cannot fail, nor can serializing plain data.
+        let _ = serde_json::to_writer(&mut w, self);
+        w.finish()
     }
 }
 

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::sync::Arc;
 
 /// Position of an input in [`crate::Vertex::inputs`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -174,8 +175,11 @@ pub struct ExecMeta {
     pub args: Vec<String>,
     /// Working directory (absolute).
     pub cwd: String,
-    /// Environment, in order, as (name, value).
-    pub env: Vec<(String, String)>,
+    /// Environment, in order, as (name, value). The strings are shared
+    /// (`Arc<str>`) between the exec vertices of a stage, so lowering a long
+    /// stage does not copy its whole environment for every RUN; the
+    /// encoding is the same as for `String`.
+    pub env: Vec<(Arc<str>, Arc<str>)>,
     /// Extra `/etc/hosts` entries, as (host, ip).
     pub extra_hosts: Vec<(String, String)>,
     /// Proxy variables (HTTP_PROXY …) given as build args but not declared:

@@ -34,7 +34,7 @@ impl StepRecord {
                     .iter()
                     .map(|(k, v)| {
                         (
-                            k.clone(),
+                            k.to_string(),
                             Digest::sha256_of(v.as_bytes()).short().to_string(),
                         )
                     })

@@ -675,7 +675,7 @@ impl Ops {
     ) -> Result<(), Error> {
         let mut env: Vec<String> = e.meta.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
         for (k, v) in &e.meta.proxy_env {
-            if !e.meta.env.iter().any(|(ek, _)| ek == k) {
+            if !e.meta.env.iter().any(|(ek, _)| **ek == **k) {
                 env.push(format!("{k}={v}"));
             }
         }

@@ -112,3 +112,30 @@ pub(crate) fn proxy_env(ctx: &Ctx<'_>) -> Vec<(String, String)> {
         })
         .collect()
 }
+
+/// The global scope from ARG defaults alone (no build args), for the
+/// `InvalidDefaultArgInFrom` check; `None` if a default does not expand.
+pub(crate) fn default_scope(
+    ctx: &Ctx<'_>,
+    meta: &[Command],
+    target_stage: &str,
+) -> Option<BTreeMap<String, String>> {
+    let mut map: BTreeMap<String, String> =
+        platform_args(&ctx.opts.target_platform, &ctx.opts.build_platform)
+            .into_iter()
+            .collect();
+    map.insert("TARGETSTAGE".into(), target_stage.to_string());
+    let lex = Lexer::new(ctx.escape);
+    for cmd in meta {
+        let Instruction::Arg(decls) = &cmd.inst else {
+            continue;
+        };
+        for d in decls {
+            if let Some(def) = &d.value {
+                let v = lex.process_word(def, &map).ok()?;
+                map.insert(d.key.clone(), v);
+            }
+        }
+    }
+    Some(map)
+}

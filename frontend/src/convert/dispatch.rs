@@ -227,6 +227,11 @@ pub(crate) fn dispatch_stage(ctx: &mut Ctx<'_>, i: usize) -> Result<StageState, 
             label.clone()
         },
         on_build: false,
+        workdir_set: false,
+        lines: (line, stage.node.end_line),
+        last_cmd: None,
+        last_entrypoint: None,
+        last_healthcheck: None,
     };
     // `--build-context <stage>=…` replaces the whole stage.
     if let Some(name) = stage.name.as_deref() {
@@ -265,6 +270,7 @@ pub(crate) fn dispatch_stage(ctx: &mut Ctx<'_>, i: usize) -> Result<StageState, 
             st.cwd = b.cwd.clone();
             st.user = b.user.clone();
             st.shell = b.shell.clone();
+            st.workdir_set = b.workdir_set;
             inherited = true;
         }
         FromRef::Image(b) if b == "scratch" => {
@@ -273,6 +279,26 @@ pub(crate) fn dispatch_stage(ctx: &mut Ctx<'_>, i: usize) -> Result<StageState, 
         }
         FromRef::Image(b) => {
             let r = ctx.resolve(b, &platform, line)?;
+            let (os, arch) = (&r.config.os, &r.config.architecture);
+            if !os.is_empty()
+                && !arch.is_empty()
+                && (*os != platform.os || *arch != platform.architecture)
+            {
+                let actual = Platform {
+                    os: os.clone(),
+                    architecture: arch.clone(),
+                    variant: r.config.variant.clone(),
+                };
+                ctx.check(
+                    crate::lint::rules::INVALID_BASE_IMAGE_PLATFORM,
+                    (line, stage.node.end_line),
+                    format!(
+                        "Base image {b} was pulled with platform {:?}, expected {:?} for current build",
+                        actual.to_string(),
+                        platform.to_string()
+                    ),
+                );
+            }
             st.cmd_total += trigger_steps(&r.config);
             let h = &r.config.history;
             if !h.is_empty() && h.iter().all(|e| e.empty_layer) {
@@ -389,16 +415,40 @@ pub(crate) fn commit(st: &mut StageState, msg: String, layer: bool) {
     st.layers.push(layer.then(|| st.root.clone()));
 }
 
-/// Expand one word with the stage env.
+/// Expand one word with the stage env; variables that are neither set nor
+/// declared ARGs are reported (`UndefinedVar`).
 pub(crate) fn expand(
     ctx: &Ctx<'_>,
     st: &StageState,
     word: &str,
     line: usize,
 ) -> Result<String, FrontendError> {
-    Lexer::new(ctx.escape)
-        .process_word(word, &st.env)
-        .map_err(|e| err1(ctx.diag(line, word, e.to_string())))
+    let (out, unmatched) = Lexer::new(ctx.escape)
+        .process_word_unmatched(word, &st.env)
+        .map_err(|e| err1(ctx.diag(line, word, e.to_string())))?;
+    report_undefined(ctx, st, &unmatched, line);
+    Ok(out)
+}
+
+/// `UndefinedVar` for each name in `unmatched` that is not a declared ARG.
+pub(crate) fn report_undefined(
+    ctx: &Ctx<'_>,
+    st: &StageState,
+    unmatched: &std::collections::BTreeSet<String>,
+    line: usize,
+) {
+    for name in unmatched {
+        if st.build_args.iter().any(|a| a.key == *name) {
+            continue;
+        }
+        let mut msg = format!("Usage of undefined variable '${name}'");
+        let keys = st.env.iter().map(|(k, _)| &**k);
+        if let Some(s) = crate::error::suggest(name, keys, true) {
+            msg.push_str(&format!(" (did you mean ${s}?)"));
+        }
+        let end = if st.lines.0 == line { st.lines.1 } else { line };
+        ctx.check(crate::lint::rules::UNDEFINED_VAR, (line, end), msg);
+    }
 }
 
 fn expand_kvs(
@@ -435,11 +485,16 @@ fn dispatch_command(
     c: &Command,
 ) -> Result<(), FrontendError> {
     let line = c.node.start_line;
+    let lines = (line, c.node.end_line);
+    st.lines = lines;
+    let name = c.node.value.as_str();
     match &c.inst {
         Instruction::Env(kvs) => {
             let pairs = expand_kvs(ctx, st, kvs, line)?;
             let mut msg = String::from("ENV");
-            for (k, v) in &pairs {
+            for (kv, (k, v)) in kvs.iter().zip(&pairs) {
+                legacy_format(ctx, kv, name, lines);
+                secret_key(ctx, "ENV", k, lines);
                 msg.push_str(&format!(" {k}={v}"));
                 st.set_env(k, v);
                 let env = st.image.config.env.get_or_insert_with(Vec::new);
@@ -456,6 +511,9 @@ fn dispatch_command(
         }
         Instruction::Label(kvs) => {
             let pairs = expand_kvs(ctx, st, kvs, line)?;
+            for kv in kvs {
+                legacy_format(ctx, kv, name, lines);
+            }
             let mut msg = String::from("LABEL");
             let labels = st.image.config.labels.get_or_insert_with(BTreeMap::new);
             for (k, v) in pairs {
@@ -467,6 +525,7 @@ fn dispatch_command(
         Instruction::Arg(decls) => {
             let mut parts = Vec::new();
             for d in decls {
+                secret_key(ctx, "ARG", &d.key, lines);
                 ctx.used_args.insert(d.key.clone());
                 let value = if let Some(v) = ctx.opts.build_args.get(&d.key) {
                     Some(v.clone())
@@ -475,12 +534,20 @@ fn dispatch_command(
                 } else {
                     ctx.global.map.get(&d.key).cloned()
                 };
-                if let Some(v) = &value {
-                    st.set_env(&d.key, v);
-                }
-                match st.build_args.iter_mut().find(|(k, _)| *k == d.key) {
-                    Some(e) => e.1 = value.clone(),
-                    None => st.build_args.push((d.key.clone(), value.clone())),
+                let env_index = match &value {
+                    Some(v) => Some(st.set_env(&d.key, v)),
+                    None => st.env.iter().position(|(k, _)| **k == *d.key),
+                };
+                match st.build_args.iter_mut().find(|a| a.key == d.key) {
+                    Some(e) => {
+                        e.value = value.clone();
+                        e.env_index = env_index;
+                    }
+                    None => st.build_args.push(super::DeclaredArg {
+                        key: d.key.clone(),
+                        value: value.clone(),
+                        env_index,
+                    }),
                 }
                 parts.push(match &value {
                     Some(v) => format!("{}={v}", d.key),
@@ -492,10 +559,22 @@ fn dispatch_command(
         Instruction::Expose(ports) => {
             let mut ps = Vec::new();
             for p in ports {
-                let words = Lexer::new(ctx.escape)
-                    .process_words(p, &st.env)
+                let e = Lexer::new(ctx.escape)
+                    .process(p, &st.env)
                     .map_err(|e| err1(ctx.diag(line, p, e.to_string())))?;
-                for w in words {
+                report_undefined(ctx, st, &e.unmatched, line);
+                for w in e.words {
+                    if let Some((_, proto)) = w.split_once('/') {
+                        if proto != proto.to_lowercase() {
+                            ctx.check(
+                                crate::lint::rules::EXPOSE_PROTO_CASING,
+                                lines,
+                                format!(
+                                    "Defined protocol '{w}' in EXPOSE instruction should be lowercase"
+                                ),
+                            );
+                        }
+                    }
                     ps.extend(parse_ports(&w).map_err(|e| err1(ctx.diag(line, p, e)))?);
                 }
             }
@@ -539,6 +618,14 @@ fn dispatch_command(
             if w.is_empty() {
                 return Err(err1(ctx.diag(line, "", "cannot normalize nothing")));
             }
+            if !st.workdir_set && !w.starts_with('/') {
+                ctx.check(
+                    crate::lint::rules::WORKDIR_RELATIVE_PATH,
+                    lines,
+                    format!("Relative workdir {w:?} can have unexpected results if the base image changes"),
+                );
+            }
+            st.workdir_set = true;
             let wd = util::resolve_path(&st.cwd, &w);
             st.cwd = wd.clone();
             st.image.config.working_dir = Some(wd.clone());
@@ -582,6 +669,7 @@ fn dispatch_command(
                 .push(expr.clone());
         }
         Instruction::Healthcheck(h) => {
+            used_once(ctx, &mut st.last_healthcheck, name, lines);
             let nz = |v: i64| (v != 0).then_some(v);
             st.image.config.healthcheck = Some(HealthConfig {
                 test: Some(h.test.clone()),
@@ -599,6 +687,8 @@ fn dispatch_command(
             commit(st, format!("SHELL {}", util::go_list(sh)), false);
         }
         Instruction::Cmd(cl) => {
+            used_once(ctx, &mut st.last_cmd, name, lines);
+            json_args(ctx, st, cl, name, lines);
             let args = with_shell(st, cl);
             commit(st, format!("CMD {}", util::go_quote_list(&args)), false);
             st.image.config.cmd = Some(args);
@@ -606,6 +696,8 @@ fn dispatch_command(
             st.cmd_set();
         }
         Instruction::Entrypoint(cl) => {
+            used_once(ctx, &mut st.last_entrypoint, name, lines);
+            json_args(ctx, st, cl, name, lines);
             let args = with_shell(st, cl);
             commit(
                 st,
@@ -635,4 +727,59 @@ impl StageState {
 /// Expose for RUN/COPY: proxy env.
 pub(crate) fn proxy_env(ctx: &Ctx<'_>) -> Vec<(String, String)> {
     args::proxy_env(ctx)
+}
+
+/// `LegacyKeyValueFormat` for `ENV key value` / `LABEL key value`.
+fn legacy_format(ctx: &Ctx<'_>, kv: &KeyValue, name: &str, lines: (usize, usize)) {
+    if kv.no_delim {
+        ctx.check(
+            crate::lint::rules::LEGACY_KEY_VALUE_FORMAT,
+            lines,
+            format!(
+                "\"{name} key=value\" should be used instead of legacy \"{name} key value\" format"
+            ),
+        );
+    }
+}
+
+/// `SecretsUsedInArgOrEnv`.
+fn secret_key(ctx: &Ctx<'_>, instruction: &str, key: &str, lines: (usize, usize)) {
+    if crate::lint::is_secret_key(key) {
+        ctx.check(
+            crate::lint::rules::SECRETS_USED_IN_ARG_OR_ENV,
+            lines,
+            format!(
+                "Do not use ARG or ENV instructions for sensitive data ({instruction} {key:?})"
+            ),
+        );
+    }
+}
+
+/// `MultipleInstructionsDisallowed`: reported at the earlier instruction,
+/// the one that has no effect.
+fn used_once(ctx: &Ctx<'_>, last: &mut Option<(usize, usize)>, name: &str, lines: (usize, usize)) {
+    if let Some(prev) = last.replace(lines) {
+        ctx.check(
+            crate::lint::rules::MULTIPLE_INSTRUCTIONS_DISALLOWED,
+            prev,
+            format!("Multiple {name} instructions should not be used in the same stage because only the last one will be used"),
+        );
+    }
+}
+
+/// `JSONArgsRecommended`: shell-form CMD/ENTRYPOINT without a SHELL.
+fn json_args(
+    ctx: &Ctx<'_>,
+    st: &StageState,
+    cl: &crate::instructions::CmdLine,
+    name: &str,
+    lines: (usize, usize),
+) {
+    if cl.shell_form && st.image.config.shell.as_ref().is_none_or(|s| s.is_empty()) {
+        ctx.check(
+            crate::lint::rules::JSON_ARGS_RECOMMENDED,
+            lines,
+            format!("JSON arguments recommended for {name} to prevent unintended behavior related to OS signals"),
+        );
+    }
 }

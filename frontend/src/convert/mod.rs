@@ -13,13 +13,16 @@ mod values;
 
 use crate::error::{Diagnostic, ErrorKind, FrontendError, Reporter};
 use crate::instructions::{Instruction, Stage, Stages};
+use crate::lint::Linter;
 use crate::{BuildOptions, ImageResolver, LoweredBuild, ResolvedImage};
 use args::ArgScope;
 use rbuild_graph::{
     BuildGraph, Digest, ImageConfig, ImageSource, LocalSource, Op, Platform, SourceLocation,
     SourceOp, VertexMeta,
 };
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// Default `PATH` BuildKit adds when an image has none.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -34,9 +37,10 @@ pub(crate) struct StageState {
     pub root: Digest,
     pub image: ImageConfig,
     /// Exec env: ENV and ARG values, insertion order, replace in place.
-    pub env: Vec<(String, String)>,
+    /// Shared strings: every RUN of the stage takes a copy of the list.
+    pub env: Vec<(Arc<str>, Arc<str>)>,
     /// ARGs declared in the stage, for RUN history.
-    pub build_args: Vec<(String, Option<String>)>,
+    pub build_args: Vec<DeclaredArg>,
     pub cwd: String,
     pub user: String,
     pub shell: Vec<String>,
@@ -53,19 +57,55 @@ pub(crate) struct StageState {
     pub name_prefix: String,
     /// Currently dispatching ONBUILD triggers of the base.
     pub on_build: bool,
+    /// A WORKDIR was dispatched in this stage or its base stages.
+    pub workdir_set: bool,
+    /// Lines (first, last) of the instruction being dispatched.
+    pub lines: (usize, usize),
+    /// Lines of the last CMD, ENTRYPOINT and HEALTHCHECK of this stage.
+    pub last_cmd: Option<(usize, usize)>,
+    /// See `last_cmd`.
+    pub last_entrypoint: Option<(usize, usize)>,
+    /// See `last_cmd`.
+    pub last_healthcheck: Option<(usize, usize)>,
+}
+
+/// An `ARG` declared in a stage (or inherited from its base stage).
+#[derive(Clone, Debug)]
+pub(crate) struct DeclaredArg {
+    pub key: String,
+    /// The value it was declared with (build arg, default or global).
+    pub value: Option<String>,
+    /// Where `key` is in [`StageState::env`], if it was there when declared
+    /// (env entries never move: they are replaced in place or appended).
+    pub env_index: Option<usize>,
 }
 
 impl StageState {
-    pub fn set_env(&mut self, k: &str, v: &str) {
-        set_kv(&mut self.env, k, v);
+    /// Set `k` in the exec env (replace in place or append); its index.
+    pub fn set_env(&mut self, k: &str, v: &str) -> usize {
+        match self.env.iter().position(|(key, _)| &**key == k) {
+            Some(i) => {
+                self.env[i].1 = v.into();
+                i
+            }
+            None => {
+                self.env.push((k.into(), v.into()));
+                self.env.len() - 1
+            }
+        }
     }
-}
 
-/// Replace in place or append.
-pub(crate) fn set_kv(list: &mut Vec<(String, String)>, k: &str, v: &str) {
-    match list.iter_mut().find(|(key, _)| key == k) {
-        Some(e) => e.1 = v.to_string(),
-        None => list.push((k.to_string(), v.to_string())),
+    /// The current value of a declared ARG as RUN history shows it: its
+    /// env value (an ENV may have changed it), else its declared value.
+    pub fn arg_value<'s>(&'s self, a: &'s DeclaredArg) -> &'s str {
+        let from_env = match a.env_index {
+            Some(i) => self.env.get(i).filter(|(k, _)| **k == *a.key),
+            None => self.env.iter().find(|(k, _)| **k == *a.key),
+        };
+        match from_env {
+            Some((_, v)) => v,
+            None => a.value.as_deref().unwrap_or(""),
+        }
     }
 }
 
@@ -83,11 +123,19 @@ pub(crate) struct Ctx<'a> {
     pub global: ArgScope,
     pub used_args: BTreeSet<String>,
     pub warnings: Vec<Diagnostic>,
+    /// Build checks (behind a `RefCell`: expansion reports undefined
+    /// variables from `&Ctx`).
+    pub lint: RefCell<Linter>,
 }
 
 impl Ctx<'_> {
     pub fn diag(&self, line: usize, needle: &str, msg: impl Into<String>) -> Diagnostic {
         self.rep.at_text(line, needle, msg)
+    }
+
+    /// Report a build-check warning.
+    pub fn check(&self, rule: crate::lint::Rule, lines: (usize, usize), message: String) {
+        self.lint.borrow_mut().run(rule, lines, message);
     }
 
     pub fn location(&self, start: usize, end: usize) -> Option<SourceLocation> {
@@ -232,12 +280,13 @@ fn syntax(diags: Vec<Diagnostic>) -> FrontendError {
     FrontendError::many(ErrorKind::Syntax, diags)
 }
 
-/// Find a stage by name (case-insensitive) or decimal index.
+/// Find a stage by name (case-insensitive). With duplicate names the last
+/// one wins, as in BuildKit (which only warns: `DuplicateStageName`).
 pub(crate) fn find_stage(stages: &[Stage], r: &str) -> Option<usize> {
     let lower = r.to_lowercase();
     stages
         .iter()
-        .position(|s| s.name.as_deref() == Some(lower.as_str()))
+        .rposition(|s| s.name.as_deref() == Some(lower.as_str()))
 }
 
 /// Lower parsed stages.
@@ -247,7 +296,7 @@ pub(crate) fn lower(
     src: &str,
     opts: &BuildOptions,
     resolver: &dyn ImageResolver,
-    warnings: Vec<Diagnostic>,
+    linter: Linter,
 ) -> Result<LoweredBuild, FrontendError> {
     let rep = Reporter::new(&opts.dockerfile_name, src);
     if parsed.stages.is_empty() {
@@ -271,7 +320,8 @@ pub(crate) fn lower(
         stages: &parsed.stages,
         global: ArgScope::default(),
         used_args: BTreeSet::new(),
-        warnings,
+        warnings: Vec::new(),
+        lint: RefCell::new(linter),
     };
     let target_name = match &opts.target {
         Some(t) => t.to_lowercase(),
@@ -282,20 +332,14 @@ pub(crate) fn lower(
             .unwrap_or_default(),
     };
     ctx.global = args::global_scope(&mut ctx, &parsed.meta_args, &target_name)?;
-
-    // Duplicate names.
-    let mut seen = BTreeMap::new();
-    for (i, s) in parsed.stages.iter().enumerate() {
-        if let Some(n) = &s.name {
-            if seen.insert(n.clone(), i).is_some() {
-                return Err(syntax(vec![ctx.diag(
-                    s.node.start_line,
-                    n,
-                    format!("duplicate stage name {n:?}"),
-                )]));
-            }
-        }
-    }
+    let defaults = args::default_scope(&ctx, &parsed.meta_args, &target_name);
+    crate::lint::stages::check_stages(
+        ctx.lint.get_mut(),
+        parsed,
+        escape,
+        &ctx.global.map,
+        defaults.as_ref(),
+    );
 
     let target = match &opts.target {
         None => parsed.stages.len() - 1,
@@ -322,7 +366,12 @@ pub(crate) fn lower(
     };
 
     let deps = dispatch::stage_deps(&mut ctx)?;
-    let order = topo(&deps, target).map_err(|i| {
+    let roots: Vec<usize> = if opts.all_stages {
+        (0..parsed.stages.len()).collect()
+    } else {
+        vec![target]
+    };
+    let order = topo(&deps, &roots).map_err(|i| {
         let s = &parsed.stages[i];
         let name = s.name.clone().unwrap_or_else(|| i.to_string());
         syntax(vec![ctx.diag(
@@ -339,6 +388,21 @@ pub(crate) fn lower(
         return Err(syntax(vec![]));
     };
     args::unused_build_args(&mut ctx);
+    let (checks, failure) = ctx.lint.into_inner().finish();
+    if let Some(message) = failure {
+        let mut e = FrontendError::many(
+            ErrorKind::Check,
+            vec![Diagnostic {
+                file: opts.dockerfile_name.clone(),
+                line: 0,
+                col: 0,
+                message,
+                source_line: String::new(),
+            }],
+        );
+        e.checks = checks;
+        return Err(e);
+    }
     let mut config = st.image.clone();
     if !opts.labels.is_empty() {
         let labels = config.config.labels.get_or_insert_with(BTreeMap::new);
@@ -355,11 +419,12 @@ pub(crate) fn lower(
         config,
         layer_vertices,
         warnings: ctx.warnings,
+        checks,
     })
 }
 
-/// Post-order of the stages `target` needs; `Err(stage)` on a cycle.
-fn topo(deps: &[Vec<usize>], target: usize) -> Result<Vec<usize>, usize> {
+/// Post-order of the stages the `roots` need; `Err(stage)` on a cycle.
+fn topo(deps: &[Vec<usize>], roots: &[usize]) -> Result<Vec<usize>, usize> {
     fn visit(
         i: usize,
         deps: &[Vec<usize>],
@@ -381,7 +446,9 @@ fn topo(deps: &[Vec<usize>], target: usize) -> Result<Vec<usize>, usize> {
     }
     let mut state = vec![0u8; deps.len()];
     let mut out = Vec::new();
-    visit(target, deps, &mut state, &mut out)?;
+    for &r in roots {
+        visit(r, deps, &mut state, &mut out)?;
+    }
     Ok(out)
 }
 

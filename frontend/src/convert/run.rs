@@ -244,30 +244,33 @@ fn validate_mount(m: &mut MountSpec) -> Result<(), String> {
     Ok(())
 }
 
-/// `|N k=v … args` as BuildKit writes RUN history.
-fn run_command_string(args: &[String], st: &StageState) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    if st.build_args.is_empty() {
-        return args.join(" ");
+/// `RUN |N k=v … args # buildkit` as BuildKit writes RUN history: each
+/// declared ARG once (its current env value, else its declared value), then
+/// the command.
+fn run_history(args: &[String], st: &StageState) -> String {
+    let mut out = String::with_capacity(64);
+    out.push_str("RUN ");
+    let mut first = true;
+    if !st.build_args.is_empty() {
+        out.push('|');
+        out.push_str(&st.build_args.len().to_string());
+        for a in &st.build_args {
+            out.push(' ');
+            out.push_str(&a.key);
+            out.push('=');
+            out.push_str(st.arg_value(a));
+        }
+        first = false;
     }
-    let env: std::collections::HashMap<&str, &str> = st
-        .env
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    for (k, v) in &st.build_args {
-        let v = env
-            .get(k.as_str())
-            .map(|v| v.to_string())
-            .or_else(|| v.clone())
-            .unwrap_or_default();
-        parts.push(format!("{k}={v}"));
+    for a in args {
+        if !first {
+            out.push(' ');
+        }
+        out.push_str(a);
+        first = false;
     }
-    if !parts.is_empty() {
-        parts.insert(0, format!("|{}", parts.len()));
-    }
-    parts.extend(args.iter().cloned());
-    parts.join(" ")
+    out.push_str(" # buildkit");
+    out
 }
 
 fn add_input(inputs: &mut Vec<Input>, d: Digest) -> InputIndex {
@@ -457,7 +460,7 @@ pub(crate) fn dispatch_run(
             )))
         }
     };
-    let history = format!("RUN {} # buildkit", run_command_string(&args, st));
+    let history = run_history(&args, st);
     let text = display_text(ctx, st, node);
     let meta = ctx.step_meta(st, &text, (line, node.end_line));
     let exec = ExecOp {

@@ -131,6 +131,8 @@ pub struct KeyValue {
     pub key: String,
     /// Value.
     pub value: String,
+    /// Written in the legacy `KEY value` form (no `=`).
+    pub no_delim: bool,
 }
 
 /// A typed instruction (not FROM, which starts a [`Stage`]).
@@ -223,32 +225,30 @@ fn err(node: &Node, needle: &str, message: impl Into<String>) -> InstrError {
 }
 
 /// Turn parse nodes into stages; every error is reported.
-pub fn parse_stages(nodes: &[Node]) -> Result<Stages, Vec<InstrError>> {
+pub fn parse_stages(nodes: Vec<Node>) -> Result<Stages, Vec<InstrError>> {
     let mut out = Stages::default();
     let mut errors = Vec::new();
     for n in nodes {
-        if n.keyword() == "from" {
+        if n.value.eq_ignore_ascii_case("from") {
             match parse_from(n) {
                 Ok(s) => out.stages.push(s),
                 Err(e) => errors.push(e),
             }
             continue;
         }
-        let inst = match parse_instruction(n) {
+        let inst = match parse_instruction(&n) {
             Ok(i) => i,
             Err(e) => {
                 errors.push(e);
                 continue;
             }
         };
-        let cmd = Command {
-            inst,
-            node: n.clone(),
-        };
         match out.stages.last_mut() {
-            Some(s) => s.commands.push(cmd),
-            None if matches!(cmd.inst, Instruction::Arg(_)) => out.meta_args.push(cmd),
-            None => errors.push(err(n, "", "no build stage in current context")),
+            Some(s) => s.commands.push(Command { inst, node: n }),
+            None if matches!(inst, Instruction::Arg(_)) => {
+                out.meta_args.push(Command { inst, node: n })
+            }
+            None => errors.push(err(&n, "", "no build stage in current context")),
         }
     }
     if errors.is_empty() {
@@ -264,17 +264,17 @@ fn valid_stage_name(s: &str) -> bool {
         && c.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_.".contains(c))
 }
 
-fn parse_from(n: &Node) -> Result<Stage, InstrError> {
-    let mut f = Flags::new(n);
+fn parse_from(n: Node) -> Result<Stage, InstrError> {
+    let mut f = Flags::new(&n);
     let platform = f.string("platform");
-    f.parse().map_err(|(needle, m)| err(n, &needle, m))?;
+    f.parse().map_err(|(needle, m)| err(&n, &needle, m))?;
     let name = match n.args.as_slice() {
         [_] => None,
         [_, as_, name] if as_.eq_ignore_ascii_case("as") => {
             let lower = name.to_lowercase();
             if !valid_stage_name(&lower) {
                 return Err(err(
-                    n,
+                    &n,
                     name,
                     format!(
                         "invalid name for build stage: {name:?}, name can't start with a number or contain symbols"
@@ -283,13 +283,14 @@ fn parse_from(n: &Node) -> Result<Stage, InstrError> {
             }
             Some(lower)
         }
-        _ => return Err(err(n, "", "FROM requires either one or three arguments")),
+        _ => return Err(err(&n, "", "FROM requires either one or three arguments")),
     };
+    let platform = f.value(platform);
     Ok(Stage {
         name,
         base: n.args[0].clone(),
-        platform: f.value(platform),
-        node: n.clone(),
+        platform,
+        node: n,
         commands: Vec::new(),
     })
 }
@@ -338,13 +339,14 @@ fn key_values(n: &Node, name: &str) -> Result<Vec<KeyValue>, InstrError> {
     at_least_one(n, name)?;
     let mut out = Vec::new();
     for c in n.args.chunks(3) {
-        if let [k, v, _] = c {
+        if let [k, v, sep] = c {
             if k.is_empty() {
                 return Err(err(n, "", format!("{name} names can not be blank")));
             }
             out.push(KeyValue {
                 key: k.clone(),
                 value: v.clone(),
+                no_delim: sep.is_empty(),
             });
         }
     }

@@ -88,13 +88,13 @@ fn typed_values() {
 #[test]
 fn stages() {
     let ast = parse("ARG X\nFROM --platform=$P a AS Build\nRUN x\nFROM build\n").expect("parse");
-    let s = parse_stages(&ast.nodes).expect("stages");
+    let s = parse_stages(ast.nodes.clone()).expect("stages");
     assert_eq!(s.meta_args.len(), 1);
     assert_eq!(s.stages[0].name.as_deref(), Some("build"));
     assert_eq!(s.stages[0].platform.as_deref(), Some("$P"));
     assert_eq!(s.stages[0].commands.len(), 1);
     let ast = parse("FROM a AS 1x\nFROM a b\nRUNN x\n").expect("parse");
-    let e = parse_stages(&ast.nodes).expect_err("errors");
+    let e = parse_stages(ast.nodes.clone()).expect_err("errors");
     let msgs: Vec<&str> = e.iter().map(|e| e.message.as_str()).collect();
     assert_eq!(
         msgs,

@@ -25,16 +25,16 @@ impl EnvGetter for BTreeMap<String, String> {
     }
 }
 
-impl EnvGetter for [(String, String)] {
+impl<K: AsRef<str>, V: AsRef<str>> EnvGetter for [(K, V)] {
     fn lookup(&self, name: &str) -> Option<&str> {
         self.iter()
             .rev()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+            .find(|(k, _)| k.as_ref() == name)
+            .map(|(_, v)| v.as_ref())
     }
 }
 
-impl EnvGetter for Vec<(String, String)> {
+impl<K: AsRef<str>, V: AsRef<str>> EnvGetter for Vec<(K, V)> {
     fn lookup(&self, name: &str) -> Option<&str> {
         self.as_slice().lookup(name)
     }
@@ -98,15 +98,56 @@ impl Lexer {
 
     /// Expand `word` against `env`.
     pub fn process(&self, word: &str, env: &dyn EnvGetter) -> Result<Expansion, ShellError> {
+        self.run(word, env, true, Track::All)
+    }
+
+    /// Expand `word` and return the joined result ("ProcessWord").
+    pub fn process_word(&self, word: &str, env: &dyn EnvGetter) -> Result<String, ShellError> {
+        self.run(word, env, false, Track::None).map(|e| e.result)
+    }
+
+    /// Expand `word` and return the joined result and the names of the
+    /// variables it used that were not set ("ProcessWordWithMatches").
+    pub fn process_word_unmatched(
+        &self,
+        word: &str,
+        env: &dyn EnvGetter,
+    ) -> Result<(String, BTreeSet<String>), ShellError> {
+        self.run(word, env, false, Track::Unmatched)
+            .map(|e| (e.result, e.unmatched))
+    }
+
+    /// Expand `word` and return the split words ("ProcessWords").
+    pub fn process_words(
+        &self,
+        word: &str,
+        env: &dyn EnvGetter,
+    ) -> Result<Vec<String>, ShellError> {
+        self.run(word, env, true, Track::None).map(|e| e.words)
+    }
+
+    /// The expansion; `split` computes [`Expansion::words`], `track` says
+    /// which looked-up names to record (each costs allocations, so callers
+    /// that need only the joined result skip them).
+    fn run(
+        &self,
+        word: &str,
+        env: &dyn EnvGetter,
+        split: bool,
+        track: Track,
+    ) -> Result<Expansion, ShellError> {
         // Fast path: nothing to expand, unquote or unescape.
         if !word.contains(['$', '\'', '"', self.escape]) {
             return Ok(Expansion {
                 result: word.to_string(),
-                words: word
-                    .split(is_space)
-                    .filter(|w| !w.is_empty())
-                    .map(str::to_string)
-                    .collect(),
+                words: if split {
+                    word.split(is_space)
+                        .filter(|w| !w.is_empty())
+                        .map(str::to_string)
+                        .collect()
+                } else {
+                    Vec::new()
+                },
                 matched: BTreeSet::new(),
                 unmatched: BTreeSet::new(),
             });
@@ -117,6 +158,8 @@ impl Lexer {
             pos: 0,
             env,
             raw_escapes: self.raw_escapes,
+            split,
+            track,
             matched: BTreeSet::new(),
             unmatched: BTreeSet::new(),
         };
@@ -133,20 +176,14 @@ impl Lexer {
             }),
         }
     }
+}
 
-    /// Expand `word` and return the joined result ("ProcessWord").
-    pub fn process_word(&self, word: &str, env: &dyn EnvGetter) -> Result<String, ShellError> {
-        self.process(word, env).map(|e| e.result)
-    }
-
-    /// Expand `word` and return the split words ("ProcessWords").
-    pub fn process_words(
-        &self,
-        word: &str,
-        env: &dyn EnvGetter,
-    ) -> Result<Vec<String>, ShellError> {
-        self.process(word, env).map(|e| e.words)
-    }
+/// Which variable names an expansion records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Track {
+    None,
+    Unmatched,
+    All,
 }
 
 /// Go's `unicode.IsSpace`.
@@ -158,15 +195,26 @@ fn is_digit(c: char) -> bool {
     c.is_ascii_digit() || (!c.is_ascii() && c.is_numeric())
 }
 
+/// Word splitting of an expansion; does nothing unless `enabled`.
 #[derive(Default)]
 struct Words {
+    enabled: bool,
     word: String,
     words: Vec<String>,
     in_word: bool,
 }
 
 impl Words {
+    fn new(enabled: bool) -> Self {
+        Words {
+            enabled,
+            ..Words::default()
+        }
+    }
     fn add_char(&mut self, ch: char) {
+        if !self.enabled {
+            return;
+        }
         if is_space(ch) {
             if self.in_word && !self.word.is_empty() {
                 self.words.push(std::mem::take(&mut self.word));
@@ -177,15 +225,24 @@ impl Words {
         }
     }
     fn add_raw_char(&mut self, ch: char) {
+        if !self.enabled {
+            return;
+        }
         self.word.push(ch);
         self.in_word = true;
     }
     fn add_string(&mut self, s: &str) {
+        if !self.enabled {
+            return;
+        }
         for c in s.chars() {
             self.add_char(c);
         }
     }
     fn add_raw_string(&mut self, s: &str) {
+        if !self.enabled {
+            return;
+        }
         self.word.push_str(s);
         self.in_word = true;
     }
@@ -203,6 +260,10 @@ struct ShellWord<'a> {
     pos: usize,
     env: &'a dyn EnvGetter,
     raw_escapes: bool,
+    /// Compute the split words.
+    split: bool,
+    /// Which variable names to record.
+    track: Track,
     matched: BTreeSet<String>,
     unmatched: BTreeSet<String>,
 }
@@ -225,11 +286,15 @@ impl ShellWord<'_> {
     fn get_env(&mut self, name: &str) -> Option<String> {
         match self.env.lookup(name) {
             Some(v) => {
-                self.matched.insert(name.to_string());
+                if self.track == Track::All {
+                    self.matched.insert(name.to_string());
+                }
                 Some(v.to_string())
             }
             None => {
-                self.unmatched.insert(name.to_string());
+                if self.track != Track::None {
+                    self.unmatched.insert(name.to_string());
+                }
                 None
             }
         }
@@ -249,7 +314,7 @@ impl ShellWord<'_> {
 
     fn stop_on_inner(&mut self, stop: Option<char>) -> R<(String, Vec<String>)> {
         let mut result = String::new();
-        let mut words = Words::default();
+        let mut words = Words::new(self.split);
         let quotes = !self.lex.skip_process_quotes;
         while let Some(ch) = self.peek() {
             if Some(ch) == stop {
