@@ -405,7 +405,11 @@ fn load_context(dir: &Path, dockerfile: Option<&Path>) -> Result<rbuild_solver::
 
 /// `rbuild build`.
 pub fn run(cli: &Cli, args: &BuildArgs) -> Result<()> {
-    let mode = Mode::parse(&args.progress, args.quiet).map_err(anyhow::Error::msg)?;
+    let mode = {
+        use std::io::IsTerminal;
+        Mode::parse(&args.progress, args.quiet, std::io::stderr().is_terminal())
+            .map_err(anyhow::Error::msg)?
+    };
     let policy = PullPolicy::parse(&args.pull)?;
     let input = read_input(&args.context, args.file.as_deref())?;
 
@@ -469,6 +473,7 @@ pub fn run(cli: &Cli, args: &BuildArgs) -> Result<()> {
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     check_entitlements(&lowered.graph, &args.allow)?;
     let mut renderer = Renderer::new(mode);
+    renderer.set_total(reported_steps(&lowered.graph, &lowered.root));
     for w in &lowered.warnings {
         renderer.line(&format!("WARNING: {w}"));
     }
@@ -610,6 +615,7 @@ fn export(
     args: &BuildArgs,
     renderer: &mut Renderer,
 ) -> Result<()> {
+    renderer.begin_export();
     let epoch = std::env::var("SOURCE_DATE_EPOCH")
         .ok()
         .and_then(|s| s.parse::<i64>().ok());
@@ -650,13 +656,14 @@ fn export(
     };
     let image = assemble(true)?;
     let image_id = image.config.digest.clone();
-    renderer.line(&format!("#0 writing image {image_id} done"));
+    renderer.result(&format!("writing image {image_id}"));
 
     if outputs.is_empty() {
         state::tag_image(&env.root, &image.manifest, tags)?;
         for t in tags {
-            renderer.line(&format!("#0 naming to {t} done"));
+            renderer.result(&format!("naming to {t}"));
         }
+        renderer.finish();
         if !args.quiet {
             if let Some(t) = tags.first() {
                 eprintln!(
@@ -702,7 +709,7 @@ fn export(
                         &options,
                     ))
                     .with_context(|| format!("push {r}"))?;
-                renderer.line(&format!("#0 pushing {r}@{d} done"));
+                renderer.result(&format!("pushing {r}@{d}"));
             }
             continue;
         }
@@ -726,11 +733,12 @@ fn export(
             .with_context(|| format!("export type={:?}", o.kind))?;
         match &o.dest {
             Some(rbuild_export::Destination::Path(p)) => {
-                renderer.line(&format!("#0 exporting to {} done", p.display()))
+                renderer.result(&format!("exporting to {}", p.display()))
             }
             Some(rbuild_export::Destination::Stdout) | None => {}
         }
     }
+    renderer.finish();
     if let Some(f) = &args.iidfile {
         fs::write(f, image_id.to_string()).with_context(|| format!("write {}", f.display()))?;
     }
@@ -756,6 +764,24 @@ fn export(
         }
     }
     Ok(())
+}
+
+/// How many vertices under `root` report progress: every one but the
+/// empty and local-directory sources, which run silently.
+fn reported_steps(graph: &BuildGraph, root: &rbuild_graph::Digest) -> usize {
+    graph
+        .topo_order(root)
+        .iter()
+        .filter_map(|d| graph.get(d))
+        .filter(|v| {
+            !matches!(
+                v.op,
+                rbuild_graph::Op::Source(
+                    rbuild_graph::SourceOp::Scratch | rbuild_graph::SourceOp::Local(_)
+                )
+            )
+        })
+        .count()
 }
 
 /// Base-image layers that already live in another repository of the

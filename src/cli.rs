@@ -156,7 +156,7 @@ pub struct BuildArgs {
     /// When to pull base images: always, missing, never (true means always).
     #[arg(long, default_value = "missing", num_args = 0..=1, default_missing_value = "always")]
     pub pull: String,
-    /// Progress output: auto, tty, plain, rawjson, quiet.
+    /// Progress output: auto (tty on a terminal, else plain), tty, plain, rawjson, quiet.
     #[arg(long, default_value = "auto")]
     pub progress: String,
     /// Suppress the build output and print the image ID on success.
