@@ -451,7 +451,7 @@ pub fn run(cli: &Cli, args: &BuildArgs) -> Result<()> {
     let mut named = BTreeMap::new();
     for c in &args.build_contexts {
         let (k, v) = c.split_once('=').with_context(|| {
-            format!("invalid --build-context {c:?}: expected NAME=PATH or NAME=docker-image://REF")
+            format!("invalid --build-context {c:?}: expected NAME=PATH, NAME=docker-image://REF or NAME=GIT-URL")
         })?;
         named.insert(k.to_string(), v.to_string());
     }

@@ -189,7 +189,7 @@ pub struct BuildArgs {
     /// Do not use the cache for these stages.
     #[arg(long = "no-cache-filter", value_name = "STAGE", value_delimiter = ',')]
     pub no_cache_filter: Vec<String>,
-    /// Extra build contexts: name=path or name=docker-image://ref.
+    /// Extra build contexts: name=path, name=docker-image://ref or name=<git url>.
     #[arg(long = "build-context", value_name = "NAME=VALUE")]
     pub build_contexts: Vec<String>,
 }
