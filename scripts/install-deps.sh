@@ -12,6 +12,10 @@ PKGS=(
   busybox-static mmdebstrap
   # helpers used by scripts and tests
   jq curl bc openssl apache2-utils iproute2 uidmap fuse-overlayfs libseccomp-dev pkg-config
+  # git sources (ADD <git url>, --build-context name=<git url>) and their tests
+  git
+  # script(1): progress tests under a pseudo-terminal
+  bsdutils
 )
 
 missing=()

@@ -407,7 +407,11 @@ fn load_context(dir: &Path, dockerfile: Option<&Path>) -> Result<rbuild_solver::
 
 /// `rbuild build`.
 pub fn run(cli: &Cli, args: &BuildArgs) -> Result<()> {
-    let mode = Mode::parse(&args.progress, args.quiet).map_err(anyhow::Error::msg)?;
+    let mode = {
+        use std::io::IsTerminal;
+        Mode::parse(&args.progress, args.quiet, std::io::stderr().is_terminal())
+            .map_err(anyhow::Error::msg)?
+    };
     let policy = PullPolicy::parse(&args.pull)?;
     let input = read_input(&args.context, args.file.as_deref())?;
 
@@ -458,7 +462,7 @@ pub fn run(cli: &Cli, args: &BuildArgs) -> Result<()> {
     let mut named = BTreeMap::new();
     for c in &args.build_contexts {
         let (k, v) = c.split_once('=').with_context(|| {
-            format!("invalid --build-context {c:?}: expected NAME=PATH or NAME=docker-image://REF")
+            format!("invalid --build-context {c:?}: expected NAME=PATH, NAME=docker-image://REF or NAME=GIT-URL")
         })?;
         named.insert(k.to_string(), v.to_string());
     }
@@ -500,6 +504,7 @@ pub fn run(cli: &Cli, args: &BuildArgs) -> Result<()> {
         return Ok(());
     }
     check_entitlements(&lowered.graph, &args.allow)?;
+    renderer.set_total(reported_steps(&lowered.graph, &lowered.root));
     for w in &lowered.warnings {
         renderer.line(&format!("WARNING: {w}"));
     }
@@ -675,6 +680,7 @@ fn export(
 ) -> Result<()> {
     // Lazily imported layers are fetched through the async registry client.
     let _rt = env.rt.enter();
+    renderer.begin_export();
     let epoch = std::env::var("SOURCE_DATE_EPOCH")
         .ok()
         .and_then(|s| s.parse::<i64>().ok());
@@ -733,7 +739,7 @@ fn export(
     };
     let image = assemble(true)?;
     let image_id = image.config.digest.clone();
-    renderer.line(&format!("#0 writing image {image_id} done"));
+    renderer.result(&format!("writing image {image_id}"));
 
     // Only a push can do without the bytes of lazily imported layers.
     if outputs.is_empty() || outputs.iter().any(|o| !o.push) {
@@ -742,8 +748,9 @@ fn export(
     if outputs.is_empty() {
         state::tag_image(&env.root, &image.manifest, tags)?;
         for t in tags {
-            renderer.line(&format!("#0 naming to {t} done"));
+            renderer.result(&format!("naming to {t}"));
         }
+        renderer.finish();
         if !args.quiet {
             if let Some(t) = tags.first() {
                 eprintln!(
@@ -789,7 +796,7 @@ fn export(
                         &options,
                     ))
                     .with_context(|| format!("push {r}"))?;
-                renderer.line(&format!("#0 pushing {r}@{d} done"));
+                renderer.result(&format!("pushing {r}@{d}"));
             }
             continue;
         }
@@ -813,7 +820,7 @@ fn export(
             .with_context(|| format!("export type={:?}", o.kind))?;
         match &o.dest {
             Some(rbuild_export::Destination::Path(p)) => {
-                renderer.line(&format!("#0 exporting to {} done", p.display()))
+                renderer.result(&format!("exporting to {}", p.display()))
             }
             Some(rbuild_export::Destination::Stdout) | None => {}
         }
@@ -827,8 +834,8 @@ fn export(
         });
         let name = crate::cache::describe(&to.location);
         match done {
-            Ok(c) => renderer.line(&format!(
-                "#0 exporting cache to {name} ({} records) done",
+            Ok(c) => renderer.result(&format!(
+                "exporting cache to {name} ({} records)",
                 c.records.len()
             )),
             Err(e) if to.ignore_error => {
@@ -837,6 +844,7 @@ fn export(
             Err(e) => return Err(e.context(format!("export cache to {name}"))),
         }
     }
+    renderer.finish();
     if let Some(f) = &args.iidfile {
         fs::write(f, image_id.to_string()).with_context(|| format!("write {}", f.display()))?;
     }
@@ -862,6 +870,24 @@ fn export(
         }
     }
     Ok(())
+}
+
+/// How many vertices under `root` report progress: every one but the
+/// empty and local-directory sources, which run silently.
+fn reported_steps(graph: &BuildGraph, root: &rbuild_graph::Digest) -> usize {
+    graph
+        .topo_order(root)
+        .iter()
+        .filter_map(|d| graph.get(d))
+        .filter(|v| {
+            !matches!(
+                v.op,
+                rbuild_graph::Op::Source(
+                    rbuild_graph::SourceOp::Scratch | rbuild_graph::SourceOp::Local(_)
+                )
+            )
+        })
+        .count()
 }
 
 /// Base-image layers that already live in another repository of the

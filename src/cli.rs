@@ -156,7 +156,7 @@ pub struct BuildArgs {
     /// When to pull base images: always, missing, never (true means always).
     #[arg(long, default_value = "missing", num_args = 0..=1, default_missing_value = "always")]
     pub pull: String,
-    /// Progress output: auto, tty, plain, rawjson, quiet.
+    /// Progress output: auto (tty on a terminal, else plain), tty, plain, rawjson, quiet.
     #[arg(long, default_value = "auto")]
     pub progress: String,
     /// Suppress the build output and print the image ID on success.
@@ -189,7 +189,7 @@ pub struct BuildArgs {
     /// Do not use the cache for these stages.
     #[arg(long = "no-cache-filter", value_name = "STAGE", value_delimiter = ',')]
     pub no_cache_filter: Vec<String>,
-    /// Extra build contexts: name=path or name=docker-image://ref.
+    /// Extra build contexts: name=path, name=docker-image://ref or name=<git url>.
     #[arg(long = "build-context", value_name = "NAME=VALUE")]
     pub build_contexts: Vec<String>,
     /// Import build cache, tried in order: type=registry,ref=REF |

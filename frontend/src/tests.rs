@@ -385,3 +385,49 @@ fn named_contexts() {
         .values()
         .any(|v| matches!(&v.op, Op::Exec(_))));
 }
+
+#[test]
+fn git_named_contexts_and_add_sources_become_git_vertices() {
+    let mut o = opts();
+    o.named_contexts
+        .insert("src".into(), "git://127.0.0.1/r.git#v1:sub/dir".into());
+    o.named_contexts
+        .insert("ssh".into(), "git@example.com:x/y.git".into());
+    let (b, _) = lower_with(
+        "FROM ssh\nCOPY --from=src a /\nADD --keep-git-dir=true https://example.com/z.git#main /z\n",
+        &o,
+    );
+    let mut gits: Vec<(String, rbuild_graph::GitSource)> = b
+        .graph
+        .vertices
+        .iter()
+        .filter_map(|(d, v)| match &v.op {
+            Op::Source(SourceOp::Git(g)) => Some((b.graph.meta[d].name.clone(), g.clone())),
+            _ => None,
+        })
+        .collect();
+    gits.sort_by(|a, b| a.0.cmp(&b.0));
+    let git = |remote: &str, r: Option<&str>, sub: Option<&str>, keep| rbuild_graph::GitSource {
+        remote: remote.into(),
+        reference: r.map(Into::into),
+        subdir: sub.map(Into::into),
+        keep_git_dir: keep,
+    };
+    assert_eq!(
+        gits,
+        vec![
+            (
+                "[internal] load git source git://127.0.0.1/r.git#v1:sub/dir".into(),
+                git("git://127.0.0.1/r.git", Some("v1"), Some("sub/dir"), false)
+            ),
+            (
+                "[internal] load git source git@example.com:x/y.git".into(),
+                git("git@example.com:x/y.git", None, None, false)
+            ),
+            (
+                "[internal] load git source https://example.com/z.git#main".into(),
+                git("https://example.com/z.git", Some("main"), None, true)
+            ),
+        ]
+    );
+}

@@ -3,7 +3,8 @@
 //! - [`scheduler`] is generic over a [`scheduler::Runner`] and knows nothing
 //!   about what ops mean (its tests use fake ops and touch no filesystem).
 //! - [`ops`] implements the runner over the cache, exec and registry crates:
-//!   cache keys, cache hits, pulls, RUN, file actions, layers for export.
+//!   cache keys, cache hits, pulls, RUN, file actions, layers for export;
+//!   [`git`] fetches and checks out git sources for it.
 //!
 //! Invariants: the solver never prints (it emits [`progress::Event`]s); a
 //! vertex digest (identity of a definition) and a cache key (identity of a
@@ -15,6 +16,7 @@
 pub mod checksum;
 pub mod explain;
 pub mod fileop;
+pub mod git;
 pub mod ignore;
 pub mod index;
 pub mod ops;
@@ -54,6 +56,9 @@ pub enum Error {
     /// A file action failed.
     #[error(transparent)]
     File(#[from] fileop::FileOpError),
+    /// Fetching or checking out a git source failed.
+    #[error(transparent)]
+    Git(#[from] git::GitError),
     /// Pulling an image failed.
     #[error("failed to pull {reference}: {message}")]
     Pull {

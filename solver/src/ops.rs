@@ -175,7 +175,7 @@ impl Runner for Ops {
 }
 
 /// The canonical key material of a vertex: its op, its inputs' keys, extras.
-fn cache_key(op: &Op, inputs: &[VertexResult], extra: &[String]) -> Digest {
+pub(crate) fn cache_key(op: &Op, inputs: &[VertexResult], extra: &[String]) -> Digest {
     let value = serde_json::json!({
         "op": serde_json::to_value(op).unwrap_or(serde_json::Value::Null),
         "inputs": inputs.iter().map(|i| i.key.to_string()).collect::<Vec<_>>(),
@@ -204,7 +204,7 @@ impl Ops {
         }
     }
 
-    fn emit(&self, ev: Event) {
+    pub(crate) fn emit(&self, ev: Event) {
         let _ = self.events.send(ev);
     }
 
@@ -370,10 +370,7 @@ impl Ops {
             }
             Op::Source(SourceOp::Image(img)) => self.image(vertex, op, img, meta),
             Op::Source(SourceOp::Http(h)) => self.http(vertex, op, h, meta),
-            Op::Source(SourceOp::Git(g)) => Err(Error::Unsupported(format!(
-                "git sources ({}) are not supported yet",
-                g.remote
-            ))),
+            Op::Source(SourceOp::Git(g)) => self.git(vertex, g, meta),
             Op::Exec(e) => self.exec(vertex, op, e, inputs, meta),
             Op::File(f) => self.file(vertex, op, f, inputs, meta),
             Op::Merge(_) => self.merge(vertex, op, inputs, meta),
@@ -425,7 +422,12 @@ impl Ops {
     }
 
     /// A cache hit for `key`, announced as CACHED.
-    fn hit(&self, vertex: &Digest, meta: &VertexMeta, key: &Digest) -> Option<VertexResult> {
+    pub(crate) fn hit(
+        &self,
+        vertex: &Digest,
+        meta: &VertexMeta,
+        key: &Digest,
+    ) -> Option<VertexResult> {
         let Hit {
             snapshot: s,
             key: k,
@@ -468,7 +470,7 @@ impl Ops {
     /// filled by `fill`, then committed under a name from `key` (or thrown
     /// away if `fill` fails) and recorded in the index.
     #[allow(clippy::too_many_arguments)]
-    fn build_snapshot(
+    pub(crate) fn build_snapshot(
         &self,
         vertex: &Digest,
         meta: &VertexMeta,
@@ -494,7 +496,7 @@ impl Ops {
         })
     }
 
-    fn started(&self, vertex: &Digest, meta: &VertexMeta) -> Instant {
+    pub(crate) fn started(&self, vertex: &Digest, meta: &VertexMeta) -> Instant {
         self.emit(Event::Started {
             vertex: vertex.clone(),
             name: meta.name.clone(),

@@ -21,11 +21,35 @@ fn is_http(s: &str) -> bool {
     s.starts_with("http://") || s.starts_with("https://")
 }
 
-fn is_git(s: &str) -> bool {
+/// Whether an ADD source or a named context is a git repository URL.
+pub(crate) fn is_git(s: &str) -> bool {
     s.starts_with("git@")
         || s.starts_with("git://")
         || ((is_http(s) || s.starts_with("ssh://"))
             && s.split('#').next().is_some_and(|u| u.ends_with(".git")))
+}
+
+/// A git source from `<remote>[#<ref>[:<subdir>]]`.
+pub(crate) fn git_source(url: &str, keep_git_dir: bool) -> GitSource {
+    let (remote, frag) = url
+        .split_once('#')
+        .map_or((url, None), |(a, b)| (a, Some(b)));
+    let (reference, subdir) = match frag {
+        Some(f) => match f.split_once(':') {
+            Some((r, d)) => (
+                Some(r.to_string()).filter(|r| !r.is_empty()),
+                Some(d.to_string()),
+            ),
+            None => (Some(f.to_string()).filter(|r| !r.is_empty()), None),
+        },
+        None => (None, None),
+    };
+    GitSource {
+        remote: remote.to_string(),
+        reference,
+        subdir,
+        keep_git_dir,
+    }
 }
 
 fn input_of(inputs: &mut Vec<Input>, d: Digest) -> InputIndex {
@@ -186,29 +210,16 @@ pub(crate) fn dispatch_copy(
             }
             CopySource::Path(p) if c.is_add && c.from.is_none() && is_git(p) => {
                 msg.push_str(&format!(" {p}"));
-                let (remote, frag) = p
-                    .split_once('#')
-                    .map_or((p.as_str(), None), |(a, b)| (a, Some(b)));
-                let (reference, subdir) = match frag {
-                    Some(f) => match f.split_once(':') {
-                        Some((r, d)) => (
-                            Some(r.to_string()).filter(|r| !r.is_empty()),
-                            Some(d.to_string()),
-                        ),
-                        None => (Some(f.to_string()), None),
-                    },
-                    None => (None, None),
-                };
                 let g = ctx.graph.add(
-                    Op::Source(SourceOp::Git(GitSource {
-                        remote: remote.to_string(),
-                        reference,
-                        subdir,
-                        keep_git_dir: c.keep_git_dir.unwrap_or(false),
-                    })),
+                    Op::Source(SourceOp::Git(git_source(
+                        p,
+                        c.keep_git_dir.unwrap_or(false),
+                    ))),
                     Vec::new(),
                     VertexMeta {
                         name: format!("[internal] load git source {p}"),
+                        // Errors of the fetch point at the ADD line.
+                        location: ctx.location(line, node.end_line),
                         ..VertexMeta::default()
                     },
                 );

@@ -250,6 +250,17 @@ impl Ctx<'_> {
             let d = self.image_vertex(&r, platform, format!("[context {name}] {}", r.reference));
             return Ok(Some((d, Some(r.config))));
         }
+        if copy::is_git(&v) {
+            let d = self.graph.add(
+                Op::Source(SourceOp::Git(copy::git_source(&v, false))),
+                Vec::new(),
+                VertexMeta {
+                    name: format!("[internal] load git source {v}"),
+                    ..VertexMeta::default()
+                },
+            );
+            return Ok(Some((d, None)));
+        }
         let d = self.graph.add(
             Op::Source(SourceOp::Local(LocalSource {
                 name: format!("context:{name}"),

@@ -1,41 +1,14 @@
-//! Progress rendering in BuildKit's plain format (`#N [stage 1/3] RUN …`),
-//! raw JSON lines, or nothing (quiet). The only place that prints progress.
+//! Line-by-line progress: BuildKit's plain format (`#N [stage 1/3] RUN …`),
+//! raw JSON lines, or nothing (quiet). Each event is printed as it comes.
 
+use super::Mode;
 use rbuild_solver::progress::{Event, LogStream};
 use std::collections::HashMap;
 use std::io::Write;
 use std::time::Instant;
 
-/// How to show progress.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
-    /// Human-readable lines (also used on a terminal for now).
-    Plain,
-    /// One JSON object per event.
-    RawJson,
-    /// Nothing.
-    Quiet,
-}
-
-impl Mode {
-    /// Parse `--progress`.
-    pub fn parse(s: &str, quiet: bool) -> Result<Self, String> {
-        if quiet {
-            return Ok(Mode::Quiet);
-        }
-        match s {
-            "auto" | "tty" | "plain" => Ok(Mode::Plain),
-            "rawjson" => Ok(Mode::RawJson),
-            "quiet" => Ok(Mode::Quiet),
-            other => Err(format!(
-                "invalid --progress {other:?}: expected auto, tty, plain, rawjson or quiet"
-            )),
-        }
-    }
-}
-
-/// Renders events to stderr and remembers the last output lines per vertex.
-pub struct Renderer {
+/// Prints events to stderr as lines, in `Plain`, `RawJson` or `Quiet` mode.
+pub struct Lines {
     mode: Mode,
     numbers: HashMap<String, usize>,
     names: HashMap<String, String>,
@@ -44,8 +17,8 @@ pub struct Renderer {
     partial: HashMap<String, Vec<u8>>,
 }
 
-impl Renderer {
-    /// A renderer in `mode`.
+impl Lines {
+    /// A printer in `mode`.
     pub fn new(mode: Mode) -> Self {
         Self {
             mode,
@@ -62,10 +35,17 @@ impl Renderer {
         *self.numbers.entry(vertex.to_string()).or_insert(next)
     }
 
-    /// Print one message line outside any vertex (`#0 …` style is not used).
+    /// Print one message line outside any vertex.
     pub fn line(&mut self, text: &str) {
         if self.mode == Mode::Plain {
             eprintln!("{text}");
+        }
+    }
+
+    /// Print one line of the result (`#0 writing image sha256:… done`).
+    pub fn result(&mut self, text: &str) {
+        if self.mode == Mode::Plain {
+            eprintln!("#0 {text} done");
         }
     }
 
@@ -91,7 +71,10 @@ impl Renderer {
             Event::Cached { vertex, name } => {
                 let v = vertex.to_string();
                 let n = self.number(&v);
-                let _ = writeln!(err, "#{n} {name}");
+                // A source that started resolving (git) was already named.
+                if !self.names.contains_key(&v) {
+                    let _ = writeln!(err, "#{n} {name}");
+                }
                 let _ = writeln!(err, "#{n} CACHED");
             }
             Event::Note { vertex, text } => {
