@@ -655,16 +655,24 @@ pub fn run(cli: &Cli, args: &BuildArgs) -> Result<()> {
     result
 }
 
-fn layer_compression(outputs: &[OutputSpec]) -> Result<rbuild_cache::Compression> {
+/// How layers are compressed: `compression=` and `compression-level=` of
+/// the first output that sets either (gzip at its default level if none
+/// does). Levels were range-checked when the output was parsed.
+fn layer_compression(outputs: &[OutputSpec]) -> Result<rbuild_cache::CompressOptions> {
     use rbuild_export::Compression as C;
-    match outputs.iter().find_map(|o| o.compression) {
-        None | Some(C::Gzip) => Ok(rbuild_cache::Compression::Gzip),
-        Some(C::Zstd) => Ok(rbuild_cache::Compression::Zstd),
-        Some(C::Uncompressed) => Ok(rbuild_cache::Compression::Uncompressed),
+    let chosen = outputs
+        .iter()
+        .find(|o| o.compression.is_some() || o.compression_level.is_some());
+    let compression = match chosen.and_then(|o| o.compression) {
+        None | Some(C::Gzip) => rbuild_cache::Compression::Gzip,
+        Some(C::Zstd) => rbuild_cache::Compression::Zstd,
+        Some(C::Uncompressed) => rbuild_cache::Compression::Uncompressed,
         Some(C::Estargz) => {
             bail!("compression=estargz is not supported; use gzip, zstd or uncompressed")
         }
-    }
+    };
+    Ok(rbuild_cache::CompressOptions::new(compression)
+        .with_level(chosen.and_then(|o| o.compression_level))?)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -688,7 +696,7 @@ fn export(
     let records = ops
         .layers(
             top,
-            compression,
+            &compression,
             epoch,
             outputs.iter().any(|o| o.force_compression),
         )
@@ -705,7 +713,7 @@ fn export(
     {
         extra_config.insert(
             rbuild_solver::remote::INLINE_CACHE_KEY.to_string(),
-            crate::cache::inline_records(ops, top, &records, compression, epoch)?,
+            crate::cache::inline_records(ops, top, &records, &compression, epoch)?,
         );
     }
     let (mut config, layers) = normalize_history(lowered.config.clone(), records);
@@ -829,7 +837,7 @@ fn export(
         .iter()
         .filter(|c| c.location != crate::cache::CacheLocation::Inline)
     {
-        let done = crate::cache::config_for(ops, top, to, compression, epoch).and_then(|config| {
+        let done = crate::cache::config_for(ops, top, to, &compression, epoch).and_then(|config| {
             crate::cache::export(&env.rt, &env.client, ops, to, &config).map(|()| config)
         });
         let name = crate::cache::describe(&to.location);

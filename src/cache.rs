@@ -150,7 +150,7 @@ pub fn config_for(
     ops: &Ops,
     top: Option<&str>,
     to: &CacheTo,
-    compression: rbuild_cache::Compression,
+    compression: &rbuild_cache::CompressOptions,
     epoch: Option<i64>,
 ) -> Result<CacheConfig> {
     let records = ops
@@ -169,7 +169,7 @@ pub fn config_for(
                     upper: dir.clone(),
                 },
                 &rbuild_cache::DiffOptions::default(),
-                &rbuild_cache::CompressOptions::new(compression),
+                compression,
             )
             .with_context(|| format!("export cache mount {id}"))?;
             config.add_cache_mount(
@@ -191,7 +191,7 @@ pub fn inline_records(
     ops: &Ops,
     top: Option<&str>,
     image_layers: &[rbuild_solver::index::LayerRecord],
-    compression: rbuild_cache::Compression,
+    compression: &rbuild_cache::CompressOptions,
     epoch: Option<i64>,
 ) -> Result<serde_json::Value> {
     let image: Vec<&rbuild_graph::Digest> = image_layers

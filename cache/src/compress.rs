@@ -10,6 +10,7 @@
 
 use flate2::{Compress, FlushCompress, Status};
 use std::io::{self, Cursor, Read, Write};
+use std::ops::RangeInclusive;
 
 /// Media type of an uncompressed OCI layer.
 pub const MEDIA_TYPE_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
@@ -42,6 +43,55 @@ impl Compression {
             Compression::Zstd => "zstd",
         }
     }
+
+    /// The levels `compression-level=` accepts for this algorithm
+    /// (BuildKit's ranges: gzip 0–9, zstd 1–22); `None` when the algorithm
+    /// has no level (uncompressed).
+    pub fn levels(self) -> Option<RangeInclusive<i32>> {
+        match self {
+            Compression::Uncompressed => None,
+            Compression::Gzip => Some(0..=9),
+            Compression::Zstd => Some(1..=22),
+        }
+    }
+
+    /// The level used when none is given (gzip 6, as Go's
+    /// `gzip.DefaultCompression` that BuildKit uses; zstd 3).
+    pub fn default_level(self) -> Option<i32> {
+        match self {
+            Compression::Uncompressed => None,
+            Compression::Gzip => Some(6),
+            Compression::Zstd => Some(3),
+        }
+    }
+}
+
+/// A compression level outside the algorithm's range.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "compression-level={level} is out of range for {}: expected {}-{}",
+    compression.as_str(), range.start(), range.end()
+)]
+pub struct LevelError {
+    /// The algorithm.
+    pub compression: Compression,
+    /// The rejected level.
+    pub level: i32,
+    /// The accepted levels.
+    pub range: RangeInclusive<i32>,
+}
+
+/// Check `level` against `compression`'s range; a level given for
+/// uncompressed layers is accepted and has no effect (as in BuildKit).
+pub fn check_level(compression: Compression, level: i32) -> Result<(), LevelError> {
+    match compression.levels() {
+        Some(range) if !range.contains(&level) => Err(LevelError {
+            compression,
+            level,
+            range,
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// Algorithm, level and threads used to compress a layer.
@@ -49,7 +99,9 @@ impl Compression {
 pub struct CompressOptions {
     /// The algorithm.
     pub compression: Compression,
-    /// Level (gzip 0–9, default 6; zstd 1–22, default 3).
+    /// Level (gzip 0–9, default 6; zstd 1–22, default 3). `None` is the
+    /// default level; [`CompressOptions::with_level`] stores the default as
+    /// `None` too, so both name the same cached blobs.
     pub level: Option<i32>,
     /// Worker threads (gzip blocks in parallel, zstdmt workers).
     pub threads: usize,
@@ -64,6 +116,37 @@ impl CompressOptions {
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }
+
+    /// The same options at `level` (`None`: the default level). The level is
+    /// checked against the algorithm's range; the default level itself, and
+    /// any level of uncompressed layers, are stored as `None`.
+    pub fn with_level(mut self, level: Option<i32>) -> Result<Self, LevelError> {
+        if let Some(l) = level {
+            check_level(self.compression, l)?;
+        }
+        self.level = level;
+        self.level = self.explicit_level();
+        Ok(self)
+    }
+
+    /// The name of this blob format in cache records: the algorithm, with
+    /// `-LEVEL` when the level is not the default (`gzip`, `gzip-1`, `zstd`,
+    /// `zstd-19`, `uncompressed`). Blobs made at different levels have
+    /// different names; the default level's name is the bare algorithm, as
+    /// it was before levels existed.
+    pub fn record_name(&self) -> String {
+        match self.explicit_level() {
+            Some(l) => format!("{}-{l}", self.compression.as_str()),
+            None => self.compression.as_str().to_string(),
+        }
+    }
+
+    /// The level, unless it is the default or the algorithm has none.
+    pub fn explicit_level(&self) -> Option<i32> {
+        self.level.filter(|&l| {
+            self.compression.levels().is_some() && Some(l) != self.compression.default_level()
+        })
+    }
 }
 
 /// The media type of a layer with this compression; `docker` selects the
@@ -75,6 +158,19 @@ pub fn media_type(compression: Compression, docker: bool) -> &'static str {
         (Compression::Gzip, false) => MEDIA_TYPE_TAR_GZIP,
         (Compression::Gzip, true) => MEDIA_TYPE_DOCKER_GZIP,
         (Compression::Zstd, _) => MEDIA_TYPE_TAR_ZSTD,
+    }
+}
+
+/// The compression a layer media type names (OCI or Docker schema 2);
+/// `None` for a media type that is not a known layer type.
+pub fn compression_of_media_type(media_type: &str) -> Option<Compression> {
+    match media_type {
+        MEDIA_TYPE_TAR | MEDIA_TYPE_DOCKER_TAR => Some(Compression::Uncompressed),
+        MEDIA_TYPE_TAR_GZIP | MEDIA_TYPE_DOCKER_GZIP => Some(Compression::Gzip),
+        MEDIA_TYPE_TAR_ZSTD | "application/vnd.docker.image.rootfs.diff.tar.zstd" => {
+            Some(Compression::Zstd)
+        }
+        _ => None,
     }
 }
 
@@ -121,17 +217,30 @@ pub enum CompressWriter<W: Write> {
     Zstd(zstd::stream::write::Encoder<'static, W>),
 }
 
-/// A writer compressing into `w` as `opts` say.
+/// A writer compressing into `w` as `opts` say. A level outside the
+/// algorithm's range is an `InvalidInput` error.
 pub fn compress_writer<W: Write>(w: W, opts: &CompressOptions) -> io::Result<CompressWriter<W>> {
+    let level = match (opts.level, opts.compression.default_level()) {
+        (Some(l), _) => {
+            check_level(opts.compression, l)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            l
+        }
+        (None, Some(d)) => d,
+        (None, None) => 0,
+    };
     Ok(match opts.compression {
         Compression::Uncompressed => CompressWriter::Plain(w),
-        Compression::Gzip => CompressWriter::Gzip(ParallelGzWriter::new(
-            w,
-            opts.level.unwrap_or(6).clamp(0, 9) as u32,
-            opts.threads,
-        )?),
+        Compression::Gzip => {
+            // check_level kept it in 0..=9.
+            CompressWriter::Gzip(ParallelGzWriter::new(
+                w,
+                level.unsigned_abs(),
+                opts.threads,
+            )?)
+        }
         Compression::Zstd => {
-            let mut enc = zstd::stream::write::Encoder::new(w, opts.level.unwrap_or(3))?;
+            let mut enc = zstd::stream::write::Encoder::new(w, level)?;
             // Workers >= 1 give the same bytes whatever their number.
             enc.multithread(opts.threads.max(1) as u32)?;
             CompressWriter::Zstd(enc)

@@ -82,18 +82,8 @@ pub fn export_snapshot(
     compress: &CompressOptions,
 ) -> Result<Layer> {
     let info = snapshotter.stat(key)?;
-    let cache_key = (info.kind == Kind::Committed).then(|| {
-        format!(
-            "{}\n{}\n{}\n{}\n{}\n{:?}\n{:?}",
-            snapshotter.name(),
-            info.id,
-            info.key,
-            info.created,
-            compress.compression.as_str(),
-            compress.level,
-            diff.source_date_epoch
-        )
-    });
+    let cache_key = (info.kind == Kind::Committed)
+        .then(|| layer_cache_key(snapshotter.name(), &info, compress, diff.source_date_epoch));
     if let (Some(c), Some(k)) = (cache, &cache_key) {
         if let Some(layer) = c.get(k)? {
             if store.contains(&layer.descriptor.digest) {
@@ -106,6 +96,35 @@ pub fn export_snapshot(
         c.put(k, &layer)?;
     }
     Ok(layer)
+}
+
+/// The layer-cache key of snapshot `info` exported with `compress`: one
+/// line each for the snapshotter, snapshot id, key and creation time, the
+/// algorithm, the level and SOURCE_DATE_EPOCH.
+///
+/// The text is fixed: changing it orphans every cached layer. The level
+/// line is `None` for the default level and `Some(N)` otherwise (the text
+/// the first release wrote for the default), so caches made before levels
+/// were honoured stay valid, and a blob made at one level is never reused
+/// for another. Thread counts are not part of the key: the bytes do not
+/// depend on them.
+fn layer_cache_key(
+    snapshotter: &str,
+    info: &crate::Info,
+    compress: &CompressOptions,
+    source_date_epoch: Option<i64>,
+) -> String {
+    let level = compress.explicit_level();
+    let opt = |v: Option<i64>| v.map_or_else(|| "None".to_string(), |v| format!("Some({v})"));
+    format!(
+        "{snapshotter}\n{}\n{}\n{}\n{}\n{}\n{}",
+        info.id,
+        info.key,
+        info.created,
+        compress.compression.as_str(),
+        opt(level.map(i64::from)),
+        opt(source_date_epoch)
+    )
 }
 
 /// Remembers exported layers: (snapshot, options) → [`Layer`], one small

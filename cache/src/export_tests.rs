@@ -92,3 +92,49 @@ fn exported_layers_are_cached_per_snapshot_and_compression() {
     let redone = export_snapshot(&store, &snaps, "c", Some(&cache), &opts, &gz).expect("export");
     assert!(store.contains(&redone.descriptor.digest));
 }
+
+#[test]
+fn each_level_gets_its_own_cached_blob_and_the_default_keeps_its_key() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = ContentStore::open(tmp.path().join("content")).expect("store");
+    let snaps = CopySnapshotter::open(tmp.path().join("snaps")).expect("snapshotter");
+    let cache = LayerCache::open(tmp.path().join("layers")).expect("cache");
+    snaps.prepare("k", None).expect("prepare");
+    let text: Vec<u8> = (0..400_000u32)
+        .flat_map(|i| format!("line {} of {}\n", i % 977, i % 13).into_bytes())
+        .collect();
+    file(&snaps.upper_dir("k").expect("dir"), "t", &text, 0o644, 100);
+    snaps.commit("c", "k").expect("commit");
+    let opts = DiffOptions::default();
+    let gz = |level| {
+        CompressOptions::new(Compression::Gzip)
+            .with_level(level)
+            .expect("level")
+    };
+    let default = export_snapshot(&store, &snaps, "c", Some(&cache), &opts, &gz(None)).expect("6");
+    let fast = export_snapshot(&store, &snaps, "c", Some(&cache), &opts, &gz(Some(1))).expect("1");
+    let best = export_snapshot(&store, &snaps, "c", Some(&cache), &opts, &gz(Some(9))).expect("9");
+    assert_eq!(fast.diff_id, best.diff_id);
+    assert_eq!(fast.diff_id, default.diff_id);
+    assert_ne!(fast.descriptor.digest, best.descriptor.digest);
+    assert_ne!(fast.descriptor.digest, default.descriptor.digest);
+    assert_eq!(cache.entries().expect("entries").len(), 3);
+    // Level 6 given explicitly is the default level: same record, same blob.
+    let six = export_snapshot(&store, &snaps, "c", Some(&cache), &opts, &gz(Some(6))).expect("6");
+    assert_eq!(six, default);
+    assert_eq!(cache.entries().expect("entries").len(), 3);
+    // The default level's key is the text caches were written under before
+    // levels were honoured: existing caches stay valid.
+    let info = snaps.stat("c").expect("stat");
+    let keys: Vec<String> = cache
+        .entries()
+        .expect("entries")
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    let prefix = format!("copy\n{}\nc\n{}\ngzip\n", info.id, info.created);
+    for (level, epoch) in [("None", "None"), ("Some(1)", "None"), ("Some(9)", "None")] {
+        let want = format!("{prefix}{level}\n{epoch}");
+        assert!(keys.contains(&want), "{want:?} not in {keys:?}");
+    }
+}

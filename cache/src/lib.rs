@@ -45,9 +45,10 @@ mod testutil;
 
 pub use apply::{apply_layer, ApplyStats, ApplyTarget, WhiteoutMode};
 pub use compress::{
-    compress_writer, crc32_combine, decompress_reader, detect_compression, media_type,
-    CompressOptions, CompressWriter, Compression, ParallelGzWriter, MEDIA_TYPE_DOCKER_GZIP,
-    MEDIA_TYPE_DOCKER_TAR, MEDIA_TYPE_TAR, MEDIA_TYPE_TAR_GZIP, MEDIA_TYPE_TAR_ZSTD,
+    check_level, compress_writer, compression_of_media_type, crc32_combine, decompress_reader,
+    detect_compression, media_type, CompressOptions, CompressWriter, Compression, LevelError,
+    ParallelGzWriter, MEDIA_TYPE_DOCKER_GZIP, MEDIA_TYPE_DOCKER_TAR, MEDIA_TYPE_TAR,
+    MEDIA_TYPE_TAR_GZIP, MEDIA_TYPE_TAR_ZSTD,
 };
 pub use content::{BlobWriter, ContentStore, Descriptor};
 pub use diff::{write_layer_tar, DiffOptions, DiffSource};

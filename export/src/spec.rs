@@ -83,8 +83,9 @@ pub struct OutputSpec {
     pub oci_mediatypes: Option<bool>,
     /// `compression=`, if given.
     pub compression: Option<Compression>,
-    /// `compression-level=`, if given.
-    pub compression_level: Option<u32>,
+    /// `compression-level=`, if given: gzip (and estargz) 0–9, zstd 1–22,
+    /// checked at parse time; ignored for uncompressed layers.
+    pub compression_level: Option<i32>,
     /// `force-compression=` (recompress layers already compressed otherwise).
     pub force_compression: bool,
     /// `push=` (image outputs; `type=registry` implies it).
@@ -300,7 +301,7 @@ pub fn parse_output_spec(s: &str) -> Result<OutputSpec> {
             "compression-level" if image_key => {
                 out.compression_level = Some(
                     v.parse()
-                        .map_err(|_| err(format!("compression-level={v:?}: expected a number")))?,
+                        .map_err(|_| err(format!("compression-level={v:?}: expected an integer")))?,
                 )
             }
             k if image_key
@@ -371,6 +372,16 @@ pub fn parse_output_spec(s: &str) -> Result<OutputSpec> {
             ))
         }
         _ => {}
+    }
+    if let Some(level) = out.compression_level {
+        let algorithm = match out.compression {
+            None | Some(Compression::Gzip | Compression::Estargz) => {
+                rbuild_cache::Compression::Gzip
+            }
+            Some(Compression::Zstd) => rbuild_cache::Compression::Zstd,
+            Some(Compression::Uncompressed) => rbuild_cache::Compression::Uncompressed,
+        };
+        rbuild_cache::check_level(algorithm, level).map_err(|e| err(e.to_string()))?;
     }
     if out.compression == Some(Compression::Zstd) && kind.is_image() && !out.oci_mediatypes() {
         return Err(err(
@@ -450,6 +461,43 @@ mod tests {
         bad(
             "type=oci,dest=x,annotation-index.a=b",
             "only annotation.KEY",
+        );
+    }
+
+    #[test]
+    fn compression_levels_are_checked_against_the_algorithm() {
+        let o = ok("type=oci,dest=x,compression=gzip,compression-level=1");
+        assert_eq!(o.compression_level, Some(1));
+        ok("type=oci,dest=x,compression-level=0");
+        ok("type=oci,dest=x,compression-level=9,compression=gzip");
+        ok("type=oci,dest=x,compression=zstd,compression-level=22");
+        ok("type=docker,dest=x,compression=estargz,compression-level=9");
+        // BuildKit ignores a level for uncompressed layers.
+        ok("type=oci,dest=x,compression=uncompressed,compression-level=30");
+        bad(
+            "type=oci,dest=x,compression=gzip,compression-level=10",
+            "compression-level=10 is out of range for gzip: expected 0-9",
+        );
+        // The key order does not matter: the default algorithm is gzip.
+        bad(
+            "type=oci,dest=x,compression-level=12",
+            "out of range for gzip: expected 0-9",
+        );
+        bad(
+            "type=oci,dest=x,compression-level=-1,compression=gzip",
+            "compression-level=-1 is out of range for gzip",
+        );
+        bad(
+            "type=oci,dest=x,compression=zstd,compression-level=0",
+            "compression-level=0 is out of range for zstd: expected 1-22",
+        );
+        bad(
+            "type=oci,dest=x,compression=zstd,compression-level=23",
+            "out of range for zstd: expected 1-22",
+        );
+        bad(
+            "type=oci,dest=x,compression-level=fast",
+            "compression-level=\"fast\": expected an integer",
         );
     }
 }

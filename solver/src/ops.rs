@@ -1072,33 +1072,44 @@ impl Ops {
         ))
     }
 
-    /// The same layer content in another compression (same diff_id).
+    /// The same layer content in another compression or level (same
+    /// diff_id), made once and remembered in the index as
+    /// `<snapshot>.<record name>` (`gzip-1`, `zstd`, …).
     fn recompress(
         &self,
+        snapshot: &str,
         l: &LayerRecord,
-        compression: rbuild_cache::Compression,
+        compress: &rbuild_cache::CompressOptions,
     ) -> Result<LayerRecord, Error> {
+        let name = compress.record_name();
+        if let Some(done) = self.index.layer(snapshot, &name) {
+            if self.store.contains(&done.descriptor.digest) {
+                return Ok(done);
+            }
+        }
         use std::io::Write as _;
         let io = |e: std::io::Error| Error::Io(format!("recompress {}", l.descriptor.digest), e);
         let blob = self.store.open_blob(&l.descriptor.digest)?;
         let mut reader =
             rbuild_cache::decompress_reader(std::io::BufReader::new(blob)).map_err(io)?;
         let writer = self.store.writer()?;
-        let mut cw =
-            rbuild_cache::compress_writer(writer, &rbuild_cache::CompressOptions::new(compression))
-                .map_err(io)?;
+        let mut cw = rbuild_cache::compress_writer(writer, compress).map_err(io)?;
         std::io::copy(&mut reader, &mut cw).map_err(io)?;
         cw.flush().map_err(io)?;
         let (digest, size) = cw.finish().map_err(io)?.commit(None)?;
-        Ok(LayerRecord {
+        let rec = LayerRecord {
             diff_id: l.diff_id.clone(),
             descriptor: rbuild_cache::Descriptor::new(
-                rbuild_cache::media_type(compression, false),
+                rbuild_cache::media_type(compress.compression, false),
                 digest,
                 size,
             ),
             empty: l.empty,
-        })
+        };
+        self.index
+            .put_layer(snapshot, &name, &rec)
+            .map_err(|e| Error::Io("write layer index".into(), e))?;
+        Ok(rec)
     }
 
     /// Snapshot names on the chain of `top` (itself and its parents).
@@ -1127,7 +1138,7 @@ impl Ops {
         &self,
         top: Option<&str>,
         all: bool,
-        compression: rbuild_cache::Compression,
+        compression: &rbuild_cache::CompressOptions,
         source_date_epoch: Option<i64>,
     ) -> Result<Vec<(Digest, Vec<LayerRecord>, Option<Digest>)>, Error> {
         let keep = self.chain_names(top)?;
@@ -1162,11 +1173,17 @@ impl Ops {
     }
 
     /// The layers of a result, base first, made (and cached) as needed.
-    /// Pulled layers keep their original blobs.
+    ///
+    /// Layers built here are compressed as `compress` says (algorithm and
+    /// level), once per snapshot, algorithm and level. Pulled layers keep
+    /// their original blobs, as in BuildKit, unless `force_compression`:
+    /// then a pulled layer of another algorithm, or any pulled layer when a
+    /// non-default level was asked for, is recompressed (once; the result is
+    /// remembered).
     pub fn layers(
         &self,
         top: Option<&str>,
-        compression: rbuild_cache::Compression,
+        compress: &rbuild_cache::CompressOptions,
         source_date_epoch: Option<i64>,
         force_compression: bool,
     ) -> Result<Vec<LayerRecord>, Error> {
@@ -1186,9 +1203,12 @@ impl Ops {
         for s in chain {
             if let Some(l) = self.index.layer(&s, "pulled") {
                 if self.store.contains(&l.descriptor.digest) {
-                    let want = rbuild_cache::media_type(compression, false);
-                    if force_compression && l.descriptor.media_type != want {
-                        out.push(self.recompress(&l, compression)?);
+                    let other_algorithm =
+                        rbuild_cache::compression_of_media_type(&l.descriptor.media_type)
+                            != Some(compress.compression);
+                    if force_compression && (other_algorithm || compress.explicit_level().is_some())
+                    {
+                        out.push(self.recompress(&s, &l, compress)?);
                     } else {
                         out.push(l);
                     }
@@ -1197,7 +1217,7 @@ impl Ops {
             }
             out.push(
                 self.snaps
-                    .export_layer(&self.store, &s, compression, source_date_epoch)?,
+                    .export_layer(&self.store, &s, compress, source_date_epoch)?,
             );
         }
         Ok(out)

@@ -4,8 +4,8 @@
 use crate::index::LayerRecord;
 use crate::Error;
 use rbuild_cache::{
-    ApplyTarget, CompressOptions, Compression, ContentStore, DiffOptions, Kind, LayerCache,
-    OverlaySnapshotter, Snapshotter,
+    ApplyTarget, CompressOptions, ContentStore, DiffOptions, Kind, LayerCache, OverlaySnapshotter,
+    Snapshotter,
 };
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -179,12 +179,13 @@ impl Snaps {
     }
 
     /// The layer of committed snapshot `name`: its diff against its parent,
-    /// compressed into the content store (computed once, then reused).
+    /// compressed into the content store (computed once per algorithm and
+    /// level, then reused).
     pub fn export_layer(
         &self,
         store: &ContentStore,
         name: &str,
-        compression: Compression,
+        compress: &CompressOptions,
         source_date_epoch: Option<i64>,
     ) -> Result<LayerRecord, Error> {
         let layer = rbuild_cache::export_snapshot(
@@ -193,7 +194,7 @@ impl Snaps {
             name,
             Some(&self.layers),
             &DiffOptions { source_date_epoch },
-            &CompressOptions::new(compression),
+            compress,
         )?;
         Ok(LayerRecord {
             empty: layer.uncompressed_size <= 1024,
