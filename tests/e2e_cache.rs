@@ -451,3 +451,37 @@ fn copy_from_a_rebuilt_stage_with_the_same_output_stays_cached() {
     let rest: Vec<&str> = out.lines().skip(copy_line + 1).take(1).collect();
     assert!(rest[0].ends_with("CACHED"), "{out}");
 }
+
+#[test]
+fn cache_mount_from_a_stage_and_private_sharing() {
+    require_root();
+    require_registry();
+    // from/source seed a new cache mount with a stage's directory.
+    let ctx = context(
+        "ARG REGISTRY\nFROM ${REGISTRY}/library/busybox:latest AS seed\nRUN mkdir -p /seed/sub && echo seeded > /seed/sub/f\nFROM ${REGISTRY}/library/busybox:latest\nRUN --mount=type=cache,id=seeded,target=/c,from=seed,source=/seed cat /c/sub/f > /got\n",
+    );
+    let rb = Rbuild::new();
+    let got = file_in_image(&rb, ctx.path(), &[], "got");
+    assert_eq!(got, "seeded\n");
+
+    // sharing=private: a step that finds the cache in use gets its own.
+    let hex = sha256_hex(b"priv");
+    let locks = rb.path().join("locks");
+    std::fs::create_dir_all(&locks).expect("locks");
+    let held = std::fs::File::create(locks.join(format!("cache-mount-{hex}"))).expect("lock file");
+    held.lock().expect("hold the shared instance");
+    let ctx = context(
+        "ARG REGISTRY\nFROM ${REGISTRY}/library/busybox:latest\nRUN --mount=type=cache,id=priv,target=/p,sharing=private echo mine > /p/f\n",
+    );
+    rb.ok(build_args(ctx.path(), &[]));
+    let mounts = rb.path().join("cache-mounts");
+    assert!(
+        !mounts.join(&hex).join("f").exists(),
+        "wrote into the busy instance"
+    );
+    assert_eq!(
+        std::fs::read_to_string(mounts.join(format!("{hex}-1")).join("f")).expect("private"),
+        "mine\n"
+    );
+    drop(held);
+}

@@ -723,9 +723,19 @@ impl Ops {
                     sharing,
                 } => {
                     let hex = Digest::sha256_of(id.as_bytes()).hex().to_string();
-                    let dir = self.cache_mounts.join(&hex);
-                    if *sharing == rbuild_graph::CacheSharing::Locked {
-                        locks.push(self.lock(&format!("cache-mount-{hex}"))?);
+                    let mut dir = self.cache_mounts.join(&hex);
+                    match sharing {
+                        rbuild_graph::CacheSharing::Locked => {
+                            locks.push(self.lock(&format!("cache-mount-{hex}"))?);
+                        }
+                        // BuildKit: a writer that finds the cache in use gets
+                        // a cache of its own (kept for later builds too).
+                        rbuild_graph::CacheSharing::Private => {
+                            let (d, l) = self.private_cache_dir(&hex)?;
+                            dir = d;
+                            locks.push(l);
+                        }
+                        rbuild_graph::CacheSharing::Shared => {}
                     }
                     if let Ok(mut m) = self.state.cache_mounts.lock() {
                         m.insert(id.clone(), dir.clone());
@@ -743,6 +753,9 @@ impl Ops {
                     if !dir.exists() {
                         if !self.no_cache {
                             self.import_cache_mount(id, &dir)?;
+                        }
+                        if let (false, Some(i)) = (dir.exists(), m.input) {
+                            self.seed_cache_mount(self.input(inputs, i)?, &m.selector, &dir)?;
                         }
                         std::fs::create_dir_all(&dir)
                             .map_err(|e| Error::Io("cache mount".into(), e))?;
@@ -871,6 +884,84 @@ impl Ops {
             },
             output: last_lines(&tail, 20),
         })
+    }
+
+    /// The directory of a `sharing=private` cache mount: the shared one if
+    /// no other step uses it, else the first free private instance.
+    fn private_cache_dir(&self, hex: &str) -> Result<(PathBuf, std::fs::File), Error> {
+        for n in 0u32.. {
+            let name = if n == 0 {
+                hex.to_string()
+            } else {
+                format!("{hex}-{n}")
+            };
+            if let Some(l) = self.try_lock(&format!("cache-mount-{name}"))? {
+                return Ok((self.cache_mounts.join(name), l));
+            }
+        }
+        Err(Error::Internal("no free private cache mount".into()))
+    }
+
+    /// Like [`Ops::lock`], but `None` instead of waiting when it is held.
+    pub fn try_lock(&self, name: &str) -> Result<Option<std::fs::File>, Error> {
+        let path = self.locks.join(name);
+        let io = |e| Error::Io(format!("lock {}", path.display()), e);
+        std::fs::create_dir_all(&self.locks).map_err(io)?;
+        let f = std::fs::File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io)?;
+        match f.try_lock() {
+            Ok(()) => Ok(Some(f)),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
+        }
+    }
+
+    /// Fill a new cache mount from `from` (its `selector` subdirectory), as
+    /// `RUN --mount=type=cache,from=…,source=…` does.
+    fn seed_cache_mount(
+        &self,
+        from: &VertexResult,
+        selector: &str,
+        dir: &Path,
+    ) -> Result<(), Error> {
+        let io = |e| Error::Io(format!("seed cache mount {}", dir.display()), e);
+        let mut view = None;
+        let root = match &from.value {
+            ResultValue::Local(c) => c.path.clone(),
+            ResultValue::Snapshot(s) => {
+                self.ensure(s.as_deref())?;
+                let v = self.snaps.view(s.as_deref())?;
+                let p = v.mountpoint.clone();
+                view = Some(v);
+                p
+            }
+        };
+        let src = fileop::resolve_in_root(&root, selector, true);
+        let copied = (|| {
+            std::fs::create_dir_all(dir).map_err(io)?;
+            if src.is_dir() {
+                let status = std::process::Command::new("cp")
+                    .arg("-a")
+                    .arg(format!("{}/.", src.display()))
+                    .arg(dir)
+                    .status()
+                    .map_err(io)?;
+                if !status.success() {
+                    return Err(io(std::io::Error::other(format!(
+                        "cp -a exited with {status}"
+                    ))));
+                }
+            }
+            Ok(())
+        })();
+        if let Some(v) = view {
+            self.snaps.release_view(v);
+        }
+        copied
     }
 
     /// Fill cache mount `id` at `dir` from an imported cache, if one has it.

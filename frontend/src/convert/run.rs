@@ -361,7 +361,8 @@ pub(crate) fn dispatch_run(
         let m = parse_mount(raw, &st.cwd, &exp)
             .map_err(|e| FrontendError::single(ctx.diag(line, "--mount", e)))?;
         let (input, selector) = match m.typ.as_str() {
-            "bind" => {
+            // A bind mount, or a cache mount seeded `from` a stage/image.
+            t if t == "bind" || (t == "cache" && m.from.is_some()) => {
                 let src = util::resolve_path("/", m.source.as_deref().unwrap_or("/"));
                 let d = match &m.from {
                     None => ctx.context_vertex(),
