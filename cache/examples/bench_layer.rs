@@ -1,6 +1,10 @@
-//! Layer export benchmark: builds a 300 MB / 20,000-file tree in a temp dir,
-//! exports it as a layer (gzip with 1 and 2 threads, zstd, plain) and prints
-//! throughput (MB of uncompressed tar per second) and peak RSS (VmHWM).
+//! Layer export benchmark: exports a 300 MB / 20,000-file tree as a layer
+//! (plain tar; gzip at levels 1, 6 and 9 with 1 and 2 threads; zstd) and
+//! prints throughput (MB of uncompressed tar per second of wall time and per
+//! CPU-second) and peak RSS (VmHWM).
+//!
+//! The tree is the one `bench/export.sh` generates when `BENCH_TREE=DIR` is
+//! set; otherwise one is made in a temp dir.
 //!
 //! Run: `cargo run --release -p rbuild-cache --example bench_layer`
 
@@ -69,19 +73,30 @@ fn cpu_secs() -> f64 {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let tmp = tempfile::tempdir()?;
-    let tree = tmp.path().join("tree");
-    // 10 big files carry a third of the bytes; the rest is spread evenly.
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let tree = match std::env::var_os("BENCH_TREE") {
+        Some(dir) => std::path::PathBuf::from(dir),
+        None => make_tree(&tmp.path().join("tree"), &mut seed)?,
+    };
+    run(&tree, tmp.path(), &mut seed)
+}
+
+/// A tree of FILES files, TOTAL bytes: 10 big files carry a third of the
+/// bytes, the rest is spread evenly.
+fn make_tree(
+    tree: &std::path::Path,
+    seed: &mut u64,
+) -> Result<std::path::PathBuf, Box<dyn std::error::Error>> {
     let big = 10;
     let big_size = TOTAL / 3 / big;
     let small_size = (TOTAL - big * big_size) / (FILES - big);
-    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
     let mut buf = vec![0u8; big_size];
     let t = Instant::now();
     for i in 0..FILES {
         let dir = tree.join(format!("d{:03}/e{:02}", i % 500, i % 7));
         std::fs::create_dir_all(&dir)?;
         let size = if i < big { big_size } else { small_size };
-        fill(&mut buf[..size], &mut seed);
+        fill(&mut buf[..size], seed);
         std::fs::File::create(dir.join(format!("f{i:05}")))?.write_all(&buf[..size])?;
     }
     drop(buf);
@@ -90,55 +105,84 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         TOTAL >> 20,
         t.elapsed().as_secs_f64()
     );
+    Ok(tree.to_path_buf())
+}
 
-    // Compression alone, in memory (no file IO), for reference.
+fn run(
+    tree: &std::path::Path,
+    tmp: &std::path::Path,
+    seed: &mut u64,
+) -> Result<(), Box<dyn std::error::Error>> {
+    // Compression alone, in memory (no file IO), for reference: the mixed
+    // sample of `fill`, and incompressible bytes.
     let mut sample = vec![0u8; 32 << 20];
-    fill(&mut sample, &mut seed);
-    for (name, compression, threads) in [
-        ("mem gzip, 1 thread", Compression::Gzip, 1),
-        ("mem gzip, 2 threads", Compression::Gzip, 2),
-        ("mem zstd, 1 thread", Compression::Zstd, 1),
-        ("mem zstd, 2 threads", Compression::Zstd, 2),
+    fill(&mut sample, seed);
+    let mut random = vec![0u8; 32 << 20];
+    for chunk in random.chunks_mut(8) {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        chunk.copy_from_slice(&seed.to_le_bytes()[..chunk.len()]);
+    }
+    for (name, data, compression, level, threads) in [
+        ("mem gzip -1, 1 thread", &sample, Compression::Gzip, 1, 1),
+        ("mem gzip -6, 1 thread", &sample, Compression::Gzip, 6, 1),
+        ("mem gzip -6, 2 threads", &sample, Compression::Gzip, 6, 2),
+        ("mem zstd -3, 1 thread", &sample, Compression::Zstd, 3, 1),
+        ("mem zstd -3, 2 threads", &sample, Compression::Zstd, 3, 2),
+        ("random gzip -1, 1 thread", &random, Compression::Gzip, 1, 1),
+        ("random gzip -6, 1 thread", &random, Compression::Gzip, 6, 1),
+        (
+            "random gzip -6, 2 threads",
+            &random,
+            Compression::Gzip,
+            6,
+            2,
+        ),
     ] {
         let copts = CompressOptions {
             compression,
-            level: None,
+            level: Some(level),
             threads,
         };
         let (t, cpu) = (Instant::now(), cpu_secs());
         let mut w = rbuild_cache::compress_writer(std::io::sink(), &copts)?;
-        w.write_all(&sample)?;
+        w.write_all(data)?;
         w.finish()?;
         println!(
-            "{name:<20} {:7.1} MB/s wall, {:6.1} MB per CPU-second",
+            "{name:<26} {:7.1} MB/s wall, {:6.1} MB per CPU-second",
             32.0 / t.elapsed().as_secs_f64(),
             32.0 / (cpu_secs() - cpu)
         );
     }
+    drop(random);
     drop(sample);
     // Reset the peak-RSS counter so it reflects the layer exports only.
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 
-    let store = ContentStore::open(tmp.path().join("content"))?;
+    let store = ContentStore::open(tmp.join("content"))?;
     let source = DiffSource::Compare {
         lower: None,
-        upper: tree.clone(),
+        upper: tree.to_path_buf(),
     };
     let opts = DiffOptions {
         source_date_epoch: Some(0),
     };
     let runs = [
-        ("plain tar", Compression::Uncompressed, 1),
-        ("gzip -6, 1 thread", Compression::Gzip, 1),
-        ("gzip -6, 2 threads", Compression::Gzip, 2),
-        ("zstd -3, 1 thread", Compression::Zstd, 1),
-        ("zstd -3, 2 threads", Compression::Zstd, 2),
+        ("plain tar", Compression::Uncompressed, 0, 1),
+        ("gzip -1, 1 thread", Compression::Gzip, 1, 1),
+        ("gzip -1, 2 threads", Compression::Gzip, 1, 2),
+        ("gzip -6, 1 thread", Compression::Gzip, 6, 1),
+        ("gzip -6, 2 threads", Compression::Gzip, 6, 2),
+        ("gzip -9, 2 threads", Compression::Gzip, 9, 2),
+        ("zstd -3, 1 thread", Compression::Zstd, 3, 1),
+        ("zstd -3, 2 threads", Compression::Zstd, 3, 2),
     ];
     let mut gzip_digests = Vec::new();
-    for (name, compression, threads) in runs {
+    for (name, compression, level, threads) in runs {
         let copts = CompressOptions {
             compression,
-            level: None,
+            level: (compression != Compression::Uncompressed).then_some(level),
             threads,
         };
         let (t, cpu) = (Instant::now(), cpu_secs());
@@ -147,17 +191,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let cpu = cpu_secs() - cpu;
         let mb = layer.uncompressed_size as f64 / (1 << 20) as f64;
         println!(
-            "{name:<20} {:7.1} MB/s wall, {:6.1} MB per CPU-second ({mb:.0} MB -> {:.0} MB in {secs:.2}s)",
+            "{name:<26} {:7.1} MB/s wall, {:6.1} MB per CPU-second ({mb:.0} MB -> {:.0} MB in {secs:.2}s)",
             mb / secs,
             mb / cpu,
             layer.descriptor.size as f64 / (1 << 20) as f64
         );
-        if compression == Compression::Gzip {
+        if compression == Compression::Gzip && level == 6 {
             gzip_digests.push(layer.descriptor.digest.clone());
         }
-        if compression == Compression::Gzip && threads == 2 {
+        if compression == Compression::Gzip && level == 6 && threads == 2 {
             // Apply it back (gunzip + untar + sha256) into a fresh dir.
-            let dest = tmp.path().join("applied");
+            let dest = tmp.join("applied");
             std::fs::create_dir(&dest)?;
             let target = ApplyTarget {
                 dir: dest.clone(),
@@ -169,7 +213,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let stats = apply_layer(blob, &target)?;
             let secs = t.elapsed().as_secs_f64();
             println!(
-                "{:<20} {:7.1} MB/s wall, {:6.1} MB per CPU-second (diff_id matches: {})",
+                "{:<26} {:7.1} MB/s wall, {:6.1} MB per CPU-second (diff_id matches: {})",
                 "apply gzip layer",
                 mb / secs,
                 mb / (cpu_secs() - cpu),
