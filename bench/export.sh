@@ -13,29 +13,15 @@
 # and rbuild (built in release when RBUILD is unset and missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-N="${N:-3}"                 # runs per measurement; the median is reported
 SIZE_MB="${SIZE_MB:-300}"   # tree size in MB (10^6 bytes)
 FILES="${FILES:-20000}"     # number of files (in 100 directories)
-RBUILD="${RBUILD:-target/release/rbuild}"
 EXAMPLE="${EXAMPLE:-}"      # path to the bench_layer example binary (optional)
-BUILDAH_RUNTIME="${BUILDAH_RUNTIME:-runc}"
-if [[ ! -x "$RBUILD" ]]; then cargo build --release --quiet; fi
-RBUILD=$(realpath "$RBUILD")
+# N, RBUILD, BUILDAH_RUNTIME, the work dir, $log, umount_under, median.
+source bench/lib.sh
 for tool in buildah openssl awk bc taskset; do
   command -v "$tool" >/dev/null || { echo "$tool is not installed" >&2; exit 1; }
 done
 [[ -x /usr/bin/time ]] || { echo "/usr/bin/time is not installed (apt-get install -y time)" >&2; exit 1; }
-
-work=$(mktemp -d "${BENCH_TMP:-/var/tmp}/rbuild-export.XXXXXX")
-umount_under() {
-  awk -v d="$1/" 'index($2, d) == 1 {print $2}' /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
-}
-if [[ -z "${KEEP:-}" ]]; then
-  trap 'umount_under "$work"; rm -rf "$work" 2>/dev/null || true' EXIT
-else
-  echo "work dir: $work" >&2
-fi
-log="$work/log"; : > "$log"
 
 # ----------------------------------------------------------------- fixture
 # 100 directories × FILES/100 files. Per directory, half the files are text
@@ -79,7 +65,6 @@ mb=$(echo "scale=1; $bytes / 1000000" | bc)
 echo "fixture: $(find "$tree" -type f | wc -l) files, $mb MB, in $(( ($(date +%s%N) - t0) / 1000000 )) ms; gzip -6 of one directory: $(cat "$tree"/d001/* | gzip -6 | wc -c) of $(cat "$tree"/d001/* | wc -c) bytes" >&2
 
 # ----------------------------------------------------------------- timing
-median() { sort -n | awk '{a[NR]=$1} END {if (NR==0) exit 1; print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 # timed OUT CMD: run the shell command CMD (exported functions allowed)
 # under /usr/bin/time -v; append "wall_seconds max_rss_kb cpu_seconds" to OUT.
 # The max RSS is that of the largest process in the command (bash -c itself

@@ -722,22 +722,7 @@ mod tests {
             .collect()
     }
 
-    const DOCKER_DEFAULT: &[&str] = &[
-        "CHOWN",
-        "DAC_OVERRIDE",
-        "FSETID",
-        "FOWNER",
-        "MKNOD",
-        "NET_RAW",
-        "SETGID",
-        "SETUID",
-        "SETFCAP",
-        "SETPCAP",
-        "NET_BIND_SERVICE",
-        "SYS_CHROOT",
-        "KILL",
-        "AUDIT_WRITE",
-    ];
+    use crate::spec::DEFAULT_CAPS as DOCKER_DEFAULT;
 
     #[test]
     fn default_caps_deny_namespace_and_mount_calls() {

@@ -291,17 +291,26 @@ impl Ops {
     /// An exclusive lock shared with other rbuild processes on this state
     /// dir, held until the returned file is dropped.
     pub fn lock(&self, name: &str) -> Result<std::fs::File, Error> {
-        let path = self.locks.join(name);
-        let io = |e| Error::Io(format!("lock {}", path.display()), e);
-        std::fs::create_dir_all(&self.locks).map_err(io)?;
-        let f = std::fs::File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io)?;
-        f.lock().map_err(io)?;
+        let f = self.lock_file(name)?;
+        f.lock().map_err(|e| self.lock_err(name, e))?;
         Ok(f)
+    }
+
+    /// The lock file `name` (created if needed), not locked yet.
+    fn lock_file(&self, name: &str) -> Result<std::fs::File, Error> {
+        std::fs::create_dir_all(&self.locks)
+            .and_then(|()| {
+                std::fs::File::options()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(self.locks.join(name))
+            })
+            .map_err(|e| self.lock_err(name, e))
+    }
+
+    fn lock_err(&self, name: &str, e: std::io::Error) -> Error {
+        Error::Io(format!("lock {}", self.locks.join(name).display()), e)
     }
 
     /// The cache key and snapshot of every rootfs result of this build.
@@ -904,19 +913,11 @@ impl Ops {
 
     /// Like [`Ops::lock`], but `None` instead of waiting when it is held.
     pub fn try_lock(&self, name: &str) -> Result<Option<std::fs::File>, Error> {
-        let path = self.locks.join(name);
-        let io = |e| Error::Io(format!("lock {}", path.display()), e);
-        std::fs::create_dir_all(&self.locks).map_err(io)?;
-        let f = std::fs::File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io)?;
+        let f = self.lock_file(name)?;
         match f.try_lock() {
             Ok(()) => Ok(Some(f)),
             Err(std::fs::TryLockError::WouldBlock) => Ok(None),
-            Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
+            Err(std::fs::TryLockError::Error(e)) => Err(self.lock_err(name, e)),
         }
     }
 
