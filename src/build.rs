@@ -594,33 +594,56 @@ pub fn run(cli: &Cli, args: &BuildArgs) -> Result<()> {
             .unwrap_or(2)
     });
 
-    // Ctrl-C cancels the running steps; the solve then ends and everything
-    // it mounted is released before rbuild exits.
-    let mut interrupted = false;
+    // Ctrl-C or SIGTERM cancels the running steps; the solve then ends and
+    // everything it mounted is released before rbuild exits. The signal
+    // streams live for the whole build: a signal that arrives while the loop
+    // handles an event is kept, not lost.
+    let mut interrupted: Option<crate::Interrupted> = None;
     let result = env.rt.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut sigint = signal(SignalKind::interrupt()).context("handle SIGINT")?;
+        let mut sigterm = signal(SignalKind::terminate()).context("handle SIGTERM")?;
         let solve =
             rbuild_solver::scheduler::solve(graph.clone(), &lowered.root, ops.clone(), jobs);
         tokio::pin!(solve);
-        loop {
+        let result = loop {
             tokio::select! {
                 r = &mut solve => {
                     while let Ok(ev) = rx.try_recv() { renderer.event(&ev); }
                     break r;
                 }
                 Some(ev) = rx.recv() => renderer.event(&ev),
-                _ = tokio::signal::ctrl_c(), if !interrupted => {
-                    interrupted = true;
+                Some(()) = sigint.recv(), if interrupted.is_none() => {
+                    interrupted = Some(crate::Interrupted::Sigint);
                     cancel.cancel();
                     eprintln!("interrupted: cancelling the build");
                 }
+                Some(()) = sigterm.recv(), if interrupted.is_none() => {
+                    interrupted = Some(crate::Interrupted::Sigterm);
+                    cancel.cancel();
+                    eprintln!("terminated: cancelling the build");
+                }
             }
+        };
+        // Past the solve nothing runs in a sandbox: exporting only writes
+        // blobs under temporary names, so a signal now ends rbuild at once.
+        if interrupted.is_none() {
+            tokio::spawn(async move {
+                let why = tokio::select! {
+                    _ = sigint.recv() => crate::Interrupted::Sigint,
+                    _ = sigterm.recv() => crate::Interrupted::Sigterm,
+                };
+                eprintln!("ERROR: {why}");
+                std::process::exit(why.exit_code().into());
+            });
         }
-    });
-    if interrupted {
+        anyhow::Ok(result)
+    })?;
+    if let Some(why) = interrupted {
         if let Some((leases, id)) = &ops.lease {
             let _ = leases.release(id);
         }
-        return Err(crate::Interrupted.into());
+        return Err(why.into());
     }
     let top = match result {
         Ok(r) => r,

@@ -30,19 +30,53 @@ impl std::fmt::Display for Rendered {
 
 impl std::error::Error for Rendered {}
 
-/// The build was cancelled with Ctrl-C (exit code 130).
-#[derive(Debug)]
-pub struct Interrupted;
+/// The build was cancelled by a signal: Ctrl-C (SIGINT) or SIGTERM.
+#[derive(Debug, Clone, Copy)]
+pub enum Interrupted {
+    /// Ctrl-C: exit code 130.
+    Sigint,
+    /// SIGTERM (a CI job's timeout, `kill`): exit code 143.
+    Sigterm,
+}
+
+impl Interrupted {
+    /// 128 + the signal number, as a shell reports a death by that signal.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Interrupted::Sigint => 130,
+            Interrupted::Sigterm => 143,
+        }
+    }
+}
 
 impl std::fmt::Display for Interrupted {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("build cancelled (interrupted)")
+        match self {
+            Interrupted::Sigint => f.write_str("build cancelled (interrupted)"),
+            Interrupted::Sigterm => f.write_str("build cancelled (terminated)"),
+        }
     }
 }
 
 impl std::error::Error for Interrupted {}
 
+/// Empty this thread's signal mask (threads made later inherit it). A
+/// parent may start rbuild with signals blocked (some CI runners and process
+/// supervisors do); a blocked Ctrl-C or SIGTERM would stay pending forever
+/// instead of cancelling the build. Go programs such as docker's CLI get the
+/// same from their runtime.
+fn clear_signal_mask() {
+    // SAFETY: sigemptyset fills a local set; pthread_sigmask only changes
+    // this thread's mask and reads the set we pass.
+    unsafe {
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+    }
+}
+
 fn main() -> ExitCode {
+    clear_signal_mask();
     // The embedded runtime re-executes this binary as its sandbox helper.
     rbuild_exec::maybe_run_embedded_helper();
 
@@ -92,8 +126,8 @@ fn main() -> ExitCode {
             } else {
                 eprintln!("ERROR: {e:#}");
             }
-            if e.downcast_ref::<Interrupted>().is_some() {
-                return ExitCode::from(130);
+            if let Some(why) = e.downcast_ref::<Interrupted>() {
+                return ExitCode::from(why.exit_code());
             }
             ExitCode::from(1)
         }

@@ -95,6 +95,7 @@ fn killed_during_run(runtime: &str, marker_base: u32) {
         .stdout(Stdio::null())
         .spawn()
         .expect("spawn rbuild");
+    let _watchdog = Watchdog::new(child.id(), 120);
     // Wait until the RUN step is executing, then kill rbuild outright.
     let stderr = child.stderr.take().expect("stderr");
     let mut seen = Vec::new();
@@ -167,15 +168,15 @@ fn a_build_killed_during_run_leaves_nothing_running_runc() {
     killed_during_run("runc", 500_000);
 }
 
-/// Ctrl-C (SIGINT) while a RUN step runs: the build is cancelled, rbuild
-/// exits 130, and nothing is left running or mounted, without a prune.
-#[test]
-fn ctrl_c_cancels_the_build_and_leaves_nothing_running_or_mounted() {
+/// A signal while a RUN step runs: the build is cancelled, rbuild exits
+/// with 128 + the signal's number, and nothing is left running or mounted,
+/// without a prune.
+fn signalled_during_run(signal: i32, marker_base: u32, code: i32, message: &str) {
     require_root();
     require_registry();
     let rb = Rbuild::new();
     let ctx = tempfile::tempdir().expect("tmp");
-    let marker = (700_000 + std::process::id() % 90_000).to_string();
+    let marker = (marker_base + std::process::id() % 90_000).to_string();
     std::fs::write(
         ctx.path().join("Dockerfile"),
         format!(
@@ -193,32 +194,36 @@ fn ctrl_c_cancels_the_build_and_leaves_nothing_running_or_mounted() {
         .stdout(Stdio::null())
         .spawn()
         .expect("spawn rbuild");
+    let _watchdog = Watchdog::new(child.id(), 120);
     let stderr = child.stderr.take().expect("stderr");
     let mut lines = BufReader::new(stderr).lines();
+    let mut seen = Vec::new();
     for line in lines.by_ref() {
-        if line.expect("line").ends_with(" started") {
+        let line = line.expect("line");
+        if line.ends_with(" started") {
             break;
         }
+        seen.push(line);
     }
     assert!(
         eventually(|| !pids_with_cmdline(&["sleep", &marker]).is_empty()),
-        "the RUN step never ran `sleep {marker}`"
+        "the RUN step never ran `sleep {marker}`:\n{}",
+        seen.join("\n")
     );
     // SAFETY: kill has no memory-safety preconditions.
-    let rc = unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    assert_eq!(rc, 0, "send SIGINT");
+    let rc = unsafe { libc::kill(child.id() as i32, signal) };
+    assert_eq!(rc, 0, "send signal {signal}");
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     let status = child.wait().expect("wait");
     assert_eq!(
         status.code(),
-        Some(130),
-        "exit code after Ctrl-C:\n{}",
+        Some(code),
+        "exit status after signal {signal} ({status}):\n{}",
         rest.join("\n")
     );
     assert!(
-        rest.iter()
-            .any(|l| l.contains("build cancelled (interrupted)")),
-        "{}",
+        rest.iter().any(|l| l.contains(message)),
+        "no `{message}` in:\n{}",
         rest.join("\n")
     );
     assert!(
@@ -229,4 +234,14 @@ fn ctrl_c_cancels_the_build_and_leaves_nothing_running_or_mounted() {
     let ours = rb.path().display().to_string();
     let left: Vec<&str> = mounts.lines().filter(|l| l.contains(&ours)).collect();
     assert!(left.is_empty(), "mounts left behind: {left:#?}");
+}
+
+#[test]
+fn ctrl_c_cancels_the_build_and_leaves_nothing_running_or_mounted() {
+    signalled_during_run(libc::SIGINT, 700_000, 130, "build cancelled (interrupted)");
+}
+
+#[test]
+fn sigterm_cancels_the_build_like_ctrl_c() {
+    signalled_during_run(libc::SIGTERM, 800_000, 143, "build cancelled (terminated)");
 }

@@ -4,6 +4,7 @@
 mod common;
 use common::*;
 use std::path::Path;
+use std::process::Command;
 
 fn dockerfile(dir: &Path, body: &str) {
     std::fs::write(
@@ -281,4 +282,80 @@ fn add_unpacks_local_archives_and_downloads_urls() {
     let meta = std::fs::metadata(&web).expect("stat");
     assert_eq!(meta.permissions().mode() & 0o7777, 0o600);
     assert_eq!(meta.mtime(), 1_704_067_200);
+}
+
+/// rbuild started by a parent that blocks and ignores signals (nohup, some
+/// CI runners): each RUN still starts with an empty signal mask and no
+/// ignored signals, so `yes | head -n1` ends `yes` with SIGPIPE (status 141), on both
+/// runtimes. (Signal 32, which glibc reserves, may stay ignored: runc
+/// leaves it so.)
+#[test]
+fn run_steps_start_with_a_clean_signal_state() {
+    use std::os::unix::process::CommandExt;
+    require_root();
+    require_registry();
+    let ctx = tempfile::tempdir().expect("tmp");
+    // `&& true`: busybox sh would exec the last command in its own process,
+    // and the shell (pid 1) ignores SIGQUIT, under runc as much as here.
+    dockerfile(
+        ctx.path(),
+        "RUN { yes; echo $? > /yes-status; } | head -n1 > /yes && grep -E '^Sig(Blk|Ign)' /proc/self/status > /sig && true\n",
+    );
+    for runtime in ["embedded", "runc"] {
+        let rb = Rbuild::new();
+        let rootfs = tempfile::tempdir().expect("tmp");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rbuild"));
+        cmd.arg("--root")
+            .arg(rb.path())
+            .args(["build", "--runtime", runtime, "-o"])
+            .arg(format!("type=local,dest={}", rootfs.path().display()))
+            .arg(ctx.path());
+        // SAFETY: the closure only calls async-signal-safe functions
+        // (sigemptyset, sigaddset, sigprocmask, signal) on local data.
+        unsafe {
+            cmd.pre_exec(|| {
+                let mut set: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut set);
+                for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGUSR1] {
+                    libc::sigaddset(&mut set, sig);
+                }
+                libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+                libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+                libc::signal(libc::SIGQUIT, libc::SIG_IGN);
+                Ok(())
+            });
+        }
+        let out = cmd.output().expect("run rbuild");
+        assert!(
+            out.status.success(),
+            "{runtime}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            std::fs::read_to_string(rootfs.path().join("yes")).expect("yes"),
+            "y\n"
+        );
+        // 128 + 13: `yes` was killed by SIGPIPE, not told EPIPE.
+        assert_eq!(
+            std::fs::read_to_string(rootfs.path().join("yes-status")).expect("status"),
+            "141\n",
+            "{runtime}: how `yes` ended"
+        );
+        let sig = std::fs::read_to_string(rootfs.path().join("sig")).expect("sig");
+        let mask = |name: &str| {
+            let hex = sig
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .unwrap_or_else(|| panic!("no {name} in {sig}"))
+                .trim();
+            u64::from_str_radix(hex, 16).expect("hex mask")
+        };
+        assert_eq!(mask("SigBlk:"), 0, "{runtime}: blocked signals in RUN");
+        // Only signal 32 (bit 31) may stay ignored, and only under runc.
+        assert_eq!(
+            mask("SigIgn:") & !(1 << 31),
+            0,
+            "{runtime}: ignored signals in RUN: {sig}"
+        );
+    }
 }

@@ -38,6 +38,7 @@ pub fn maybe_run_embedded_helper() {
     if args.get(1).map(String::as_str) != Some(HELPER_ARG) {
         return;
     }
+    crate::supervise::reset_inherited_signals();
     let code = helper_main(&args[2..]);
     std::process::exit(code);
 }

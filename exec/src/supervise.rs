@@ -35,6 +35,33 @@ pub(crate) fn die_with_parent(cmd: &mut Command) {
     }
 }
 
+/// Give the sandbox a clean signal state: an empty signal mask and the
+/// default action for every signal this process was started ignoring (Rust
+/// ignores SIGPIPE before `main`; nohup, shells and CI runners pass on
+/// ignored or blocked signals). Ignored signals and the mask survive
+/// `execve`, so without this a RUN step's `yes | head -n1` would never see
+/// SIGPIPE. Called first thing in the helper, before any thread exists.
+pub(crate) fn reset_inherited_signals() {
+    // SAFETY: sigaction(2) reads the current action into a zeroed struct
+    // and sets SIG_DFL; pthread_sigmask(3) only changes this thread's mask.
+    unsafe {
+        for sig in 1..libc::SIGRTMIN() {
+            if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+                continue;
+            }
+            let mut old: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(sig, std::ptr::null(), &mut old) == 0
+                && old.sa_sigaction == libc::SIG_IGN
+            {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+    }
+}
+
 /// Write end of the self-pipe the signal handler writes to.
 static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
 /// The helper's pid: forked children (a runtime's processes before they
