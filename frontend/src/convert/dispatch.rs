@@ -575,6 +575,16 @@ fn dispatch_command(
                             );
                         }
                     }
+                    let (ip, host, _) = super::values::split_port_parts(&w);
+                    if !ip.is_empty() || !host.is_empty() {
+                        ctx.check(
+                            crate::lint::rules::EXPOSE_INVALID_FORMAT,
+                            lines,
+                            format!(
+                                "EXPOSE instruction should not define an IP address or host-port mapping, found '{w}'"
+                            ),
+                        );
+                    }
                     ps.extend(parse_ports(&w).map_err(|e| err1(ctx.diag(line, p, e)))?);
                 }
             }

@@ -63,10 +63,41 @@ pub(super) fn valid_signal(s: &str) -> bool {
     rt("RTMIN+", 15) || rt("RTMAX-", 14)
 }
 
+/// BuildKit's `splitParts`: `[ip:][host:]container` into its three parts
+/// (an IPv6 address keeps its colons and brackets).
+pub(super) fn split_port_parts(raw: &str) -> (&str, &str, &str) {
+    let parts: Vec<&str> = raw.split(':').collect();
+    let n = parts.len();
+    let container = parts[n - 1];
+    match n {
+        1 => ("", "", container),
+        2 => ("", parts[0], container),
+        3 => (parts[0], parts[1], container),
+        _ => {
+            // Everything before the last two parts is the address.
+            let ip_len = parts[..n - 2].iter().map(|p| p.len() + 1).sum::<usize>() - 1;
+            (&raw[..ip_len], parts[n - 2], container)
+        }
+    }
+}
+
+/// `lo-hi` or `p` as a port range.
+fn port_range(s: &str) -> Option<(u16, u16)> {
+    let (lo, hi) = match s.split_once('-') {
+        Some((a, b)) => (a.parse::<u16>().ok()?, b.parse::<u16>().ok()?),
+        None => {
+            let p = s.parse::<u16>().ok()?;
+            (p, p)
+        }
+    };
+    (lo <= hi).then_some((lo, hi))
+}
+
 /// Parse one EXPOSE spec (`[ip:][host:]port[-end][/proto]`) into
-/// `port/proto` entries, with BuildKit's messages.
+/// `port/proto` entries, with BuildKit's messages. The address and host
+/// port are checked and then dropped, as BuildKit does.
 pub(super) fn parse_ports(spec: &str) -> Result<Vec<String>, String> {
-    let container = spec.rsplit(':').next().unwrap_or(spec);
+    let (ip, host, container) = split_port_parts(spec);
     let (port, proto) = container.split_once('/').unwrap_or((container, ""));
     if port.is_empty() {
         return Err(format!("no port specified: {spec}<empty>"));
@@ -76,19 +107,25 @@ pub(super) fn parse_ports(spec: &str) -> Result<Vec<String>, String> {
         p @ ("tcp" | "udp" | "sctp") => p.to_string(),
         p => return Err(format!("invalid proto: {p}")),
     };
-    let bad = || format!("invalid containerPort: {port}");
-    let (lo, hi) = match port.split_once('-') {
-        Some((a, b)) => (
-            a.parse::<u16>().map_err(|_| bad())?,
-            b.parse::<u16>().map_err(|_| bad())?,
-        ),
-        None => {
-            let p = port.parse::<u16>().map_err(|_| bad())?;
-            (p, p)
+    if !ip.is_empty() {
+        let bare = match ip.strip_prefix('[') {
+            Some(rest) => rest
+                .strip_suffix(']')
+                .ok_or_else(|| format!("invalid IP address {ip}"))?,
+            None => ip,
+        };
+        if bare.parse::<std::net::IpAddr>().is_err() {
+            return Err(format!("invalid IP address: {bare}"));
         }
-    };
-    if hi < lo {
-        return Err(bad());
+    }
+    let (lo, hi) = port_range(port).ok_or_else(|| format!("invalid containerPort: {port}"))?;
+    if !host.is_empty() {
+        let (hlo, hhi) = port_range(host).ok_or_else(|| format!("invalid hostPort: {host}"))?;
+        if hhi - hlo != hi - lo && hi != lo {
+            return Err(format!(
+                "invalid ranges specified for container and host Ports: {port} and {host}"
+            ));
+        }
     }
     Ok((lo..=hi).map(|p| format!("{p}/{proto}")).collect())
 }
@@ -103,6 +140,23 @@ mod tests {
         assert_eq!(parse_ports("53/UDP").unwrap(), vec!["53/udp"]);
         assert_eq!(parse_ports("1-2/tcp").unwrap(), vec!["1/tcp", "2/tcp"]);
         assert!(parse_ports("x").is_err());
+        assert_eq!(parse_ports("8080:80").unwrap(), vec!["80/tcp"]);
+        assert_eq!(
+            parse_ports("127.0.0.1:8080:80/udp").unwrap(),
+            vec!["80/udp"]
+        );
+        assert_eq!(parse_ports("[::1]:8080:80").unwrap(), vec!["80/tcp"]);
+        assert_eq!(parse_ports("::1:8080:80").unwrap(), vec!["80/tcp"]);
+        assert_eq!(
+            parse_ports("300.1.1.1:80:80").unwrap_err(),
+            "invalid IP address: 300.1.1.1"
+        );
+        assert_eq!(parse_ports("x:80").unwrap_err(), "invalid hostPort: x");
+        assert_eq!(
+            parse_ports("1-3:1-2").unwrap_err(),
+            "invalid ranges specified for container and host Ports: 1-2 and 1-3"
+        );
+        assert_eq!(split_port_parts("a:b:c:d"), ("a:b", "c", "d"));
     }
 
     #[test]

@@ -137,6 +137,12 @@ pub const EXPOSE_PROTO_CASING: Rule = rule(
     "Protocol in EXPOSE instruction should be lowercase",
     "https://docs.docker.com/go/dockerfile/rule/expose-proto-casing/",
 );
+/// An IP address or host port in EXPOSE (`EXPOSE 127.0.0.1:80:80`).
+pub const EXPOSE_INVALID_FORMAT: Rule = rule(
+    "ExposeInvalidFormat",
+    "IP address and host-port mapping should not be used in EXPOSE instruction. This will become an error in a future release",
+    "https://docs.docker.com/go/dockerfile/rule/expose-invalid-format/",
+);
 /// A comment above FROM/ARG that is not `# <name> <description>`
 /// (experimental, off by default).
 pub const INVALID_DEFINITION_DESCRIPTION: Rule = Rule {
@@ -167,5 +173,6 @@ pub const ALL: &[Rule] = &[
     INVALID_DEFAULT_ARG_IN_FROM,
     FROM_PLATFORM_FLAG_CONST_DISALLOWED,
     EXPOSE_PROTO_CASING,
+    EXPOSE_INVALID_FORMAT,
     INVALID_DEFINITION_DESCRIPTION,
 ];

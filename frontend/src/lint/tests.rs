@@ -354,6 +354,14 @@ fn expose_proto_casing() {
         ["ExposeProtoCasing: Defined protocol '80/TCP' in EXPOSE instruction should be lowercase (line 2)"]
     );
     assert!(rule("FROM busybox\nEXPOSE 80/tcp\n", "ExposeProtoCasing").is_empty());
+    assert_eq!(
+        rule("FROM busybox\nEXPOSE 80 127.0.0.1:80:80 5000:5000/udp\n", "ExposeInvalidFormat"),
+        [
+            "ExposeInvalidFormat: EXPOSE instruction should not define an IP address or host-port mapping, found '127.0.0.1:80:80' (line 2)",
+            "ExposeInvalidFormat: EXPOSE instruction should not define an IP address or host-port mapping, found '5000:5000/udp' (line 2)",
+        ]
+    );
+    assert!(rule("FROM busybox\nEXPOSE 80 53/udp\n", "ExposeInvalidFormat").is_empty());
 }
 
 #[test]
