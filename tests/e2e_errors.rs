@@ -69,4 +69,13 @@ fn failing_run_shows_command_exit_code_line_and_output() {
         !err.contains("never\n#"),
         "the next step must not run:\n{err}"
     );
+    // Running it again, the miss is explained by the failure, not a prune.
+    let again = fails(
+        &rb,
+        &["build", "--progress=plain", &ctx.path().to_string_lossy()],
+    );
+    assert!(
+        again.contains("cache miss: the last run of this step did not finish"),
+        "{again}"
+    );
 }

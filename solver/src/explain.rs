@@ -21,6 +21,14 @@ pub struct StepRecord {
     pub inputs: Vec<String>,
     /// Local files read, as (path, digest of mode and content).
     pub files: Vec<(String, String)>,
+    /// Whether the step ran to success (a record is written before it runs).
+    /// Records from before this field existed count as finished.
+    #[serde(default = "finished_default")]
+    pub finished: bool,
+}
+
+fn finished_default() -> bool {
+    true
 }
 
 impl StepRecord {
@@ -57,6 +65,7 @@ impl StepRecord {
                 .iter()
                 .map(|(p, d)| (p.clone(), d.to_string()))
                 .collect(),
+            finished: false,
         }
     }
 }
@@ -97,7 +106,12 @@ pub fn explain(prev: Option<&StepRecord>, now: &StepRecord) -> String {
         return "cache miss: no earlier build of this step".into();
     };
     if prev.key == now.key {
-        return "cache miss: the earlier result is gone (pruned)".into();
+        return if prev.finished {
+            "cache miss: the earlier result is gone (pruned)".into()
+        } else {
+            "cache miss: the last run of this step did not finish (it failed or was interrupted)"
+                .into()
+        };
     }
     let mut why = Vec::new();
     if prev.op != now.op {
@@ -219,5 +233,28 @@ mod tests {
         let mut f = rec("f");
         f.inputs = vec!["k2".into()];
         assert!(explain(Some(&e), &f).contains("earlier step or the base image"));
+    }
+
+    #[test]
+    fn same_key_tells_a_failed_run_from_a_pruned_result() {
+        let failed = rec("a");
+        assert_eq!(
+            explain(Some(&failed), &rec("a")),
+            "cache miss: the last run of this step did not finish (it failed or was interrupted)"
+        );
+        let done = StepRecord {
+            finished: true,
+            ..rec("a")
+        };
+        assert_eq!(
+            explain(Some(&done), &rec("a")),
+            "cache miss: the earlier result is gone (pruned)"
+        );
+        // A record written before `finished` existed counts as finished.
+        let old: StepRecord = serde_json::from_str(
+            r#"{"key":"a","op":"op1","env":[],"process":[],"inputs":[],"files":[]}"#,
+        )
+        .expect("old record");
+        assert!(old.finished);
     }
 }

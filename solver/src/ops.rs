@@ -400,7 +400,8 @@ impl Ops {
         }
     }
 
-    /// Remember what this step's key is made of and say why it missed.
+    /// Remember what this step's key is made of and say why it missed. The
+    /// record is marked finished by [`Ops::step_finished`] once it succeeds.
     fn record_step(
         &self,
         key: &Digest,
@@ -419,6 +420,17 @@ impl Ops {
         };
         let _ = self.index.put_step(&id, &now);
         Some(why)
+    }
+
+    /// Mark the step's record (written by [`Ops::record_step`]) finished.
+    fn step_finished(&self, meta: &VertexMeta) {
+        let Some(id) = crate::explain::step_id(meta) else {
+            return;
+        };
+        if let Some(mut rec) = self.index.step(&id) {
+            rec.finished = true;
+            let _ = self.index.put_step(&id, &rec);
+        }
     }
 
     fn note(&self, vertex: &Digest, text: Option<String>) {
@@ -672,9 +684,11 @@ impl Ops {
         };
         let t = self.started(vertex, meta);
         self.note(vertex, miss);
-        self.build_snapshot(vertex, meta, key, "run", parent.as_deref(), t, |rootfs| {
+        let r = self.build_snapshot(vertex, meta, key, "run", parent.as_deref(), t, |rootfs| {
             self.exec_in(vertex, e, inputs, rootfs)
-        })
+        })?;
+        self.step_finished(meta);
+        Ok(r)
     }
 
     fn exec_in(
@@ -1060,6 +1074,7 @@ impl Ops {
             t,
             |root| self.file_in(f, inputs, root),
         )?;
+        self.step_finished(meta);
         if let (Some(ck), ResultValue::Snapshot(s)) = (content, &r.value) {
             self.remember_as(&key, s.clone(), Some(ck.clone()))?;
             self.remember(&ck, s.clone())?;
