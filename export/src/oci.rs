@@ -150,12 +150,12 @@ pub(crate) fn docker_manifest_json(image: &AssembledImage, names: &[ImageName]) 
 
 /// All blobs of the image, deduplicated, sorted by digest.
 fn blobs(image: &AssembledImage) -> Vec<&Descriptor> {
-    let mut all: BTreeMap<&str, &Descriptor> = BTreeMap::new();
+    let mut all: BTreeMap<&rbuild_graph::Digest, &Descriptor> = BTreeMap::new();
     for d in std::iter::once(&image.manifest)
         .chain(std::iter::once(&image.config))
         .chain(image.layers.iter())
     {
-        all.insert(d.digest.hex(), d);
+        all.insert(&d.digest, d);
     }
     all.into_values().collect()
 }

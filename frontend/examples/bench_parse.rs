@@ -6,6 +6,10 @@ use rbuild_frontend::{build, BuildOptions, ImageResolver, ResolvedImage};
 use std::fmt::Write;
 use std::time::Instant;
 
+// The allocator the rbuild binary uses, so the figure is the binary's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct Fake;
 
 impl ImageResolver for Fake {
@@ -54,12 +58,40 @@ fn main() {
     let src = generate(2000);
     if std::env::var_os("BENCH_PHASES").is_some() {
         phase_times(&src);
+        if let Ok(b) = build(&src, &BuildOptions::default(), &Fake) {
+            let bytes: usize = b
+                .graph
+                .vertices
+                .values()
+                .map(|v| v.canonical_bytes().len())
+                .sum();
+            let max = b
+                .graph
+                .vertices
+                .values()
+                .map(|v| v.canonical_bytes().len())
+                .max()
+                .unwrap_or(0);
+            println!("vertex encodings: {bytes} bytes in all, largest {max}");
+            let mut rules = std::collections::BTreeMap::new();
+            for c in &b.checks {
+                *rules.entry(c.rule.name).or_insert(0) += 1;
+            }
+            println!("check warnings by rule: {rules:?}");
+            if let Some(c) = b.checks.first() {
+                println!("first: {c}");
+            }
+        }
     }
     let opts = BuildOptions::default();
     let mut times = Vec::new();
     let mut vertices = 0;
     let mut checks = 0;
-    for _ in 0..20 {
+    let runs: usize = std::env::var("BENCH_RUNS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(20);
+    for _ in 0..runs {
         let t = Instant::now();
         match build(&src, &opts, &Fake) {
             Ok(b) => {
@@ -75,10 +107,11 @@ fn main() {
     }
     times.sort_by(f64::total_cmp);
     println!(
-        "parsed+lowered {} lines into {vertices} vertices ({checks} check warnings): best {:.3} ms, median {:.3} ms of 20 runs",
+        "parsed+lowered {} lines into {vertices} vertices ({checks} check warnings) in {runs} runs: \
+         best {:.3} ms, median {:.3} ms",
         src.lines().count(),
         times[0],
-        times[times.len() / 2]
+        times[times.len() / 2],
     );
 }
 

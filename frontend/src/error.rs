@@ -97,27 +97,35 @@ impl fmt::Display for FrontendError {
     }
 }
 
-/// Builds diagnostics for one file: knows its name and source lines.
+/// Builds diagnostics for one file: knows its name and source. The line
+/// index is made on the first diagnostic, so a clean file never pays for it.
 #[derive(Clone, Debug)]
 pub(crate) struct Reporter<'a> {
     pub file: &'a str,
-    pub lines: Vec<&'a str>,
+    src: &'a str,
+    lines: std::cell::OnceCell<Vec<&'a str>>,
 }
 
 impl<'a> Reporter<'a> {
     pub fn new(file: &'a str, src: &'a str) -> Self {
         let src = src.strip_prefix('\u{feff}').unwrap_or(src);
-        let lines = src
-            .split('\n')
-            .map(|l| l.strip_suffix('\r').unwrap_or(l))
-            .collect();
-        Reporter { file, lines }
+        Reporter {
+            file,
+            src,
+            lines: std::cell::OnceCell::new(),
+        }
     }
 
     /// The text of 1-based `line`, or "" if out of range.
     pub fn line_text(&self, line: usize) -> &'a str {
+        let lines = self.lines.get_or_init(|| {
+            self.src
+                .split('\n')
+                .map(|l| l.strip_suffix('\r').unwrap_or(l))
+                .collect()
+        });
         line.checked_sub(1)
-            .and_then(|i| self.lines.get(i))
+            .and_then(|i| lines.get(i))
             .copied()
             .unwrap_or("")
     }
@@ -182,32 +190,36 @@ impl Distance {
     }
 }
 
-/// Levenshtein distance of two short byte strings (`None` past 31 bytes).
-fn ascii_distance(a: &[u8], b: &[u8]) -> Option<usize> {
+/// Levenshtein distance of two short byte strings if it is below `limit`;
+/// `None` when it is not, or past 31 bytes. Stops as soon as a whole row of
+/// the table reaches `limit` (no later cell can be smaller).
+fn ascii_distance(a: &[u8], b: &[u8], limit: usize) -> Option<usize> {
     const N: usize = 32;
     if a.len() >= N || b.len() >= N {
         return None;
     }
-    let mut rows = [[0usize; N]; 2];
+    let mut prev = [0u8; N];
+    let mut cur = [0u8; N];
     let n = b.len();
-    for (j, p) in rows[0][..=n].iter_mut().enumerate() {
-        *p = j;
+    for (j, p) in prev[..=n].iter_mut().enumerate() {
+        *p = j as u8;
     }
     for (i, ca) in a.iter().enumerate() {
-        let (prev, cur) = if i % 2 == 0 {
-            let (p, c) = rows.split_at_mut(1);
-            (&p[0], &mut c[0])
-        } else {
-            let (c, p) = rows.split_at_mut(1);
-            (&p[0], &mut c[0])
-        };
-        cur[0] = i + 1;
+        cur[0] = i as u8 + 1;
+        let mut row_min = cur[0];
         for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != cb);
-            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+            let cost = u8::from(ca != cb);
+            let v = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+            cur[j + 1] = v;
+            row_min = row_min.min(v);
         }
+        if usize::from(row_min) >= limit {
+            return None;
+        }
+        std::mem::swap(&mut prev, &mut cur);
     }
-    Some(rows[a.len() % 2][n])
+    let d = usize::from(prev[n]);
+    (d < limit).then_some(d)
 }
 
 /// BuildKit's suggestion rule: the closest option within distance 2
@@ -235,6 +247,7 @@ pub(crate) fn suggest<'o>(
     let mut best: Option<Cow<'o, str>> = None;
     let mut min = 3;
     let ascii = case_sensitive && val.is_ascii();
+    let val_set = val.bytes().fold(0u128, |m, b| m | 1u128 << (b & 127));
     for opt in options {
         // The distance is at least the difference in length.
         if opt.chars().count().abs_diff(v.len()) >= min {
@@ -245,8 +258,19 @@ pub(crate) fn suggest<'o>(
             if opt == val {
                 return None;
             }
-            if let Some(d) = ascii_distance(val.as_bytes(), opt.as_bytes()) {
-                if d < min {
+            if min == 1 {
+                // Only an exact match (no suggestion at all) beats 1.
+                continue;
+            }
+            if opt.len() < 32 && val.len() < 32 {
+                // Each distinct byte of `val` missing from `opt` costs at
+                // least one edit: a cheap lower bound that skips most names.
+                let have = opt.bytes().fold(0u128, |m, b| m | 1u128 << (b & 127));
+                let missing = val_set & !have;
+                if missing.count_ones() as usize >= min {
+                    continue;
+                }
+                if let Some(d) = ascii_distance(val.as_bytes(), opt.as_bytes(), min) {
                     min = d;
                     best = Some(Cow::Borrowed(opt));
                 }
@@ -303,6 +327,48 @@ mod tests {
             e.to_string(),
             "Dockerfile:1:1: x\n 1 | FROM a\nDockerfile:2:1: unknown instruction: RUNN\n 2 | RUNN x"
         );
+    }
+
+    /// Plain Levenshtein distance, for checking the pruned one.
+    fn levenshtein(a: &str, b: &str) -> usize {
+        let b: Vec<char> = b.chars().collect();
+        let mut prev: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut cur = vec![i + 1; b.len() + 1];
+            for (j, cb) in b.iter().enumerate() {
+                cur[j + 1] = (prev[j] + usize::from(ca != *cb))
+                    .min(prev[j + 1] + 1)
+                    .min(cur[j] + 1);
+            }
+            prev = cur;
+        }
+        prev[b.len()]
+    }
+
+    proptest::proptest! {
+        /// The bounded, pruned search finds what a plain one does: nothing
+        /// when an option equals the value, else the first option at the
+        /// smallest distance below 3.
+        #[test]
+        fn suggest_matches_a_plain_search(
+            val in "[ab1_]{0,6}",
+            opts in proptest::collection::vec("[ab1_]{0,6}", 0..8),
+        ) {
+            let want = if opts.contains(&val) {
+                None
+            } else {
+                let mut best: Option<(usize, &String)> = None;
+                for o in &opts {
+                    let d = levenshtein(&val, o);
+                    if d < 3 && best.is_none_or(|(m, _)| d < m) {
+                        best = Some((d, o));
+                    }
+                }
+                best.map(|(_, o)| o.clone())
+            };
+            let got = suggest(&val, opts.iter().map(String::as_str), true);
+            proptest::prop_assert_eq!(got, want);
+        }
     }
 
     #[test]

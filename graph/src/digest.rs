@@ -6,10 +6,71 @@ use std::fmt;
 use std::str::FromStr;
 
 /// A content digest in OCI form, `sha256:<hex>`. Only sha256 is supported.
+///
+/// The raw 32 bytes are stored inline (no heap allocation), so cloning,
+/// comparing and hashing a digest is cheap; the order is that of the hex
+/// strings.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Digest {
-    hex: String,
+    raw: [u8; 32],
 }
+
+/// The 64 lowercase hex digits of a [`Digest`], on the stack. Derefs to
+/// `str` and can be joined to a path directly.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Hex([u8; 64]);
+
+impl std::ops::Deref for Hex {
+    type Target = str;
+    fn deref(&self) -> &str {
+        // Only ASCII hex digits are ever stored.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl AsRef<str> for Hex {
+    fn as_ref(&self) -> &str {
+        self
+    }
+}
+
+impl AsRef<std::path::Path> for Hex {
+    fn as_ref(&self) -> &std::path::Path {
+        std::path::Path::new(&**self)
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for Hex {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        std::ffi::OsStr::new(&**self)
+    }
+}
+
+impl fmt::Display for Hex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self)
+    }
+}
+
+impl fmt::Debug for Hex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl PartialEq<str> for Hex {
+    fn eq(&self, other: &str) -> bool {
+        **self == *other
+    }
+}
+
+impl PartialEq<&str> for Hex {
+    fn eq(&self, other: &&str) -> bool {
+        **self == **other
+    }
+}
+
+const PREFIX: &str = "sha256:";
 
 /// A string that is not a valid sha256 digest.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -24,14 +85,31 @@ impl Digest {
 
     /// A digest from a raw 32-byte sha256 value.
     pub fn from_sha256(raw: [u8; 32]) -> Self {
-        Self {
-            hex: hex::encode(raw),
-        }
+        Self { raw }
+    }
+
+    /// The raw 32 bytes.
+    pub fn raw(&self) -> &[u8; 32] {
+        &self.raw
     }
 
     /// The 64 hex digits, without the algorithm prefix.
-    pub fn hex(&self) -> &str {
-        &self.hex
+    pub fn hex(&self) -> Hex {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut hex = [0u8; 64];
+        for (i, b) in self.raw.iter().enumerate() {
+            hex[2 * i] = DIGITS[usize::from(b >> 4)];
+            hex[2 * i + 1] = DIGITS[usize::from(b & 0xf)];
+        }
+        Hex(hex)
+    }
+
+    /// `sha256:<hex>` in a stack buffer.
+    fn full(&self) -> [u8; 71] {
+        let mut out = [0u8; 71];
+        out[..7].copy_from_slice(PREFIX.as_bytes());
+        out[7..].copy_from_slice(&self.hex().0);
+        out
     }
 
     /// The algorithm name (always `sha256`).
@@ -40,8 +118,8 @@ impl Digest {
     }
 
     /// A short form for progress output: the first 12 hex digits.
-    pub fn short(&self) -> &str {
-        &self.hex[..12]
+    pub fn short(&self) -> String {
+        self.hex()[..12].to_string()
     }
 }
 
@@ -49,36 +127,42 @@ impl FromStr for Digest {
     type Err = DigestError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let hex = s
-            .strip_prefix("sha256:")
+            .strip_prefix(PREFIX)
             .ok_or_else(|| DigestError(s.to_string()))?;
-        if hex.len() != 64
-            || !hex
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
-            return Err(DigestError(s.to_string()));
+        let bad = || DigestError(s.to_string());
+        if hex.len() != 64 {
+            return Err(bad());
         }
-        Ok(Self {
-            hex: hex.to_string(),
-        })
+        let nibble = |c: u8| match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            _ => None,
+        };
+        let mut raw = [0u8; 32];
+        for (i, pair) in hex.as_bytes().chunks_exact(2).enumerate() {
+            raw[i] = (nibble(pair[0]).ok_or_else(bad)? << 4) | nibble(pair[1]).ok_or_else(bad)?;
+        }
+        Ok(Self { raw })
     }
 }
 
 impl fmt::Display for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "sha256:{}", self.hex)
+        f.write_str(PREFIX)?;
+        f.write_str(&self.hex())
     }
 }
 
 impl fmt::Debug for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "sha256:{}", self.hex)
+        fmt::Display::fmt(self, f)
     }
 }
 
 impl Serialize for Digest {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        let full = self.full();
+        s.serialize_str(std::str::from_utf8(&full).unwrap_or_default())
     }
 }
 
@@ -86,26 +170,5 @@ impl<'de> Deserialize<'de> for Digest {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
         s.parse().map_err(serde::de::Error::custom)
-    }
-}
-
-/// An `io::Write` that hashes what is written (for streaming encodings).
-#[derive(Default)]
-pub(crate) struct Sha256Writer(Sha256);
-
-impl Sha256Writer {
-    /// The digest of everything written so far.
-    pub(crate) fn finish(self) -> Digest {
-        Digest::from_sha256(self.0.finalize().into())
-    }
-}
-
-impl std::io::Write for Sha256Writer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
     }
 }

@@ -27,7 +27,7 @@ mod digest;
 mod image;
 mod op;
 
-pub use digest::{Digest, DigestError};
+pub use digest::{Digest, DigestError, Hex};
 pub use image::{ContainerConfig, Empty, HealthConfig, HistoryEntry, ImageConfig};
 pub use op::*;
 
@@ -67,12 +67,24 @@ impl Vertex {
     }
 
     /// The vertex digest: sha256 over [`Vertex::canonical_bytes`]. The
-    /// encoding is streamed into the hasher, never held in memory.
+    /// encoding goes into a per-thread buffer reused across calls (a
+    /// serializer hashing token by token costs more than the copy).
     pub fn digest(&self) -> Digest {
-        let mut w = digest::Sha256Writer::default();
-        // Writing into a hasher cannot fail, nor can serializing plain data.
-        let _ = serde_json::to_writer(&mut w, self);
-        w.finish()
+        thread_local! {
+            static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        BUF.with(|buf| {
+            let mut buf = buf.borrow_mut();
+            buf.clear();
+            // Serializing plain data into a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut *buf, self);
+            let digest = Digest::sha256_of(&buf);
+            // Do not keep a large op's (an inline file's) buffer alive.
+            if buf.capacity() > 1 << 20 {
+                *buf = Vec::new();
+            }
+            digest
+        })
     }
 }
 
@@ -107,9 +119,9 @@ pub enum GraphError {
     #[error("vertex {vertex} reads unknown input {input}")]
     UnknownInput {
         /// The reading vertex.
-        vertex: Digest,
+        vertex: Box<Digest>,
         /// The missing input.
-        input: Digest,
+        input: Box<Digest>,
     },
     /// A digest string could not be parsed.
     #[error(transparent)]
@@ -152,8 +164,8 @@ impl BuildGraph {
             for i in &v.inputs {
                 if !self.vertices.contains_key(&i.vertex) {
                     return Err(GraphError::UnknownInput {
-                        vertex: d.clone(),
-                        input: i.vertex.clone(),
+                        vertex: Box::new(d.clone()),
+                        input: Box::new(i.vertex.clone()),
                     });
                 }
             }

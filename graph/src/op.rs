@@ -168,6 +168,9 @@ pub struct ExecOp {
     pub security: SecurityMode,
 }
 
+/// An exec environment: (name, value) pairs in order, shared.
+pub type Env = Arc<Vec<(Arc<str>, Arc<str>)>>;
+
 /// The process of an exec op.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExecMeta {
@@ -175,11 +178,12 @@ pub struct ExecMeta {
     pub args: Vec<String>,
     /// Working directory (absolute).
     pub cwd: String,
-    /// Environment, in order, as (name, value). The strings are shared
-    /// (`Arc<str>`) between the exec vertices of a stage, so lowering a long
-    /// stage does not copy its whole environment for every RUN; the
-    /// encoding is the same as for `String`.
-    pub env: Vec<(Arc<str>, Arc<str>)>,
+    /// Environment, in order, as (name, value). The list is shared between
+    /// the exec vertices of a stage that see the same environment, and its
+    /// strings between all of them, so lowering a long stage does not copy
+    /// its environment for every RUN; the encoding is that of a plain list
+    /// of string pairs.
+    pub env: Env,
     /// Extra `/etc/hosts` entries, as (host, ip).
     pub extra_hosts: Vec<(String, String)>,
     /// Proxy variables (HTTP_PROXY …) given as build args but not declared:

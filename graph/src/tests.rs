@@ -21,7 +21,7 @@ fn small_graph() -> (BuildGraph, Digest) {
         Op::Exec(ExecOp {
             meta: ExecMeta {
                 args: vec!["/bin/sh".into(), "-c".into(), "echo hi > /hi".into()],
-                env: vec![("PATH".into(), "/bin".into())],
+                env: vec![("PATH".into(), "/bin".into())].into(),
                 cwd: "/".into(),
                 user: String::new(),
                 extra_hosts: vec![],
@@ -113,6 +113,31 @@ fn digest_parse_round_trip_and_errors() {
             .parse::<Digest>()
             .is_err()
     );
+    // Not hex, though 64 characters long.
+    assert!(format!("sha256:{}", "g".repeat(64))
+        .parse::<Digest>()
+        .is_err());
+    assert_eq!(
+        d.hex(),
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    );
+    assert_eq!(d.short(), "e3b0c44298fc");
+    assert_eq!(serde_json::to_string(&d).expect("json"), format!("\"{d}\""));
+    assert_eq!(
+        std::path::Path::new("/b").join(d.hex()),
+        std::path::Path::new("/b").join(&*d.hex())
+    );
+}
+
+proptest::proptest! {
+    /// Digests order as their hex strings do (the graph's BTreeMaps and
+    /// every sorted listing rely on it), and print and parse back.
+    #[test]
+    fn digest_order_is_hex_order(a in proptest::array::uniform32(0u8..), b in proptest::array::uniform32(0u8..)) {
+        let (da, db) = (Digest::from_sha256(a), Digest::from_sha256(b));
+        proptest::prop_assert_eq!(da.cmp(&db), da.hex().cmp(&db.hex()));
+        proptest::prop_assert_eq!(da.to_string().parse::<Digest>().ok(), Some(da));
+    }
 }
 
 #[test]
@@ -168,7 +193,7 @@ fn canonical_encoding_is_sorted_json() {
         Op::Exec(ExecOp {
             meta: ExecMeta {
                 args: vec!["sh".into()],
-                env: vec![("A".into(), "1".into())],
+                env: vec![("A".into(), "1".into())].into(),
                 cwd: "/".into(),
                 user: "app".into(),
                 extra_hosts: vec![("h".into(), "1.2.3.4".into())],

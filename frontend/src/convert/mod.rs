@@ -37,8 +37,9 @@ pub(crate) struct StageState {
     pub root: Digest,
     pub image: ImageConfig,
     /// Exec env: ENV and ARG values, insertion order, replace in place.
-    /// Shared strings: every RUN of the stage takes a copy of the list.
-    pub env: Vec<(Arc<str>, Arc<str>)>,
+    /// Shared: a RUN takes a reference; a change copies the list only if a
+    /// RUN still holds it.
+    pub env: rbuild_graph::Env,
     /// ARGs declared in the stage, for RUN history.
     pub build_args: Vec<DeclaredArg>,
     pub cwd: String,
@@ -85,11 +86,11 @@ impl StageState {
     pub fn set_env(&mut self, k: &str, v: &str) -> usize {
         match self.env.iter().position(|(key, _)| &**key == k) {
             Some(i) => {
-                self.env[i].1 = v.into();
+                Arc::make_mut(&mut self.env)[i].1 = v.into();
                 i
             }
             None => {
-                self.env.push((k.into(), v.into()));
+                Arc::make_mut(&mut self.env).push((k.into(), v.into()));
                 self.env.len() - 1
             }
         }

@@ -25,7 +25,7 @@ fn split_fields(s: &str) -> Vec<String> {
     for c in s.chars() {
         match c {
             '"' => quoted = !quoted,
-            ',' if !quoted => out.push(std::mem::take(&mut cur)),
+            ',' if !quoted => out.push(crate::parser::take_reusing(&mut cur)),
             c => cur.push(c),
         }
     }
@@ -490,7 +490,7 @@ pub(crate) fn dispatch_run(
 pub(crate) fn display_text(ctx: &Ctx<'_>, st: &StageState, node: &Node) -> String {
     let orig = node.original.trim();
     let mut lex = crate::shell::Lexer::new(ctx.escape);
-    if node.keyword() == "run" {
+    if node.is("run") {
         // RUN labels keep quotes and unset variables as written.
         lex.raw_quotes = true;
         lex.skip_unset_env = true;

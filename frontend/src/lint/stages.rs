@@ -12,10 +12,16 @@ fn lines(n: &Node) -> (usize, usize) {
 }
 
 fn is_lower(s: &str) -> bool {
+    if s.is_ascii() {
+        return !s.bytes().any(|b| b.is_ascii_uppercase());
+    }
     s == s.to_lowercase()
 }
 
 fn is_upper(s: &str) -> bool {
+    if s.is_ascii() {
+        return !s.bytes().any(|b| b.is_ascii_lowercase());
+    }
     s == s.to_uppercase()
 }
 

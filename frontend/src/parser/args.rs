@@ -1,5 +1,6 @@
 //! Per-instruction argument rules (BuildKit's `line_parsers`).
 
+use super::take_reusing;
 use super::Node;
 use crate::shell::is_space;
 
@@ -235,7 +236,7 @@ pub(crate) fn parse_words(rest: &str, escape: char) -> Vec<String> {
     while pos <= chars.len() {
         let Some(&ch) = chars.get(pos) else {
             if (in_word || in_quote) && (blank_ok || !word.is_empty()) {
-                words.push(std::mem::take(&mut word));
+                words.push(take_reusing(&mut word));
             }
             break;
         };
@@ -250,7 +251,7 @@ pub(crate) fn parse_words(rest: &str, escape: char) -> Vec<String> {
             if is_space(ch) {
                 in_word = false;
                 if blank_ok || !word.is_empty() {
-                    words.push(std::mem::take(&mut word));
+                    words.push(take_reusing(&mut word));
                 }
                 blank_ok = false;
                 pos += 1;

@@ -76,13 +76,27 @@ impl Node {
         self.value.to_ascii_lowercase()
     }
 
+    /// Whether the instruction word is `kw` (lower-case), in any casing.
+    pub fn is(&self, kw: &str) -> bool {
+        self.value.eq_ignore_ascii_case(kw)
+    }
+
     fn can_contain_heredoc(&self) -> bool {
-        let node = match (&self.sub, self.keyword().as_str()) {
-            (Some(sub), "onbuild") => sub,
+        let node = match &self.sub {
+            Some(sub) if self.is("onbuild") => sub,
             _ => self,
         };
-        matches!(node.keyword().as_str(), "add" | "copy" | "run") && !node.json
+        (node.is("add") || node.is("copy") || node.is("run")) && !node.json
     }
+}
+
+/// The text of `buf` as a new string of exactly its length, leaving `buf`
+/// empty with its capacity kept: a word buffer filled char by char then
+/// grows once, not once per word.
+pub(crate) fn take_reusing(buf: &mut String) -> String {
+    let word = buf.as_str().to_owned();
+    buf.clear();
+    word
 }
 
 /// A parse problem at a line range.
@@ -232,7 +246,9 @@ pub fn parse(src: &str) -> Result<Ast, Vec<ParseError>> {
         seen: Vec::new(),
     };
     let mut errors = Vec::new();
-    let mut nodes = Vec::new();
+    // At most one instruction per line: no regrowth (and copying of nodes)
+    // while parsing a long file.
+    let mut nodes = Vec::with_capacity(lines.len().min(1 << 16));
     let mut warnings = Vec::new();
     let mut comments: Vec<String> = Vec::new();
     let mut i = 0;

@@ -40,6 +40,12 @@ impl<K: AsRef<str>, V: AsRef<str>> EnvGetter for Vec<(K, V)> {
     }
 }
 
+impl<T: EnvGetter + ?Sized> EnvGetter for std::sync::Arc<T> {
+    fn lookup(&self, name: &str) -> Option<&str> {
+        (**self).lookup(name)
+    }
+}
+
 /// The result of expanding one word.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Expansion {
@@ -217,7 +223,7 @@ impl Words {
         }
         if is_space(ch) {
             if self.in_word && !self.word.is_empty() {
-                self.words.push(std::mem::take(&mut self.word));
+                self.words.push(crate::parser::take_reusing(&mut self.word));
                 self.in_word = false;
             }
         } else {
@@ -248,7 +254,7 @@ impl Words {
     }
     fn finish(mut self) -> Vec<String> {
         if !self.word.is_empty() {
-            self.words.push(std::mem::take(&mut self.word));
+            self.words.push(crate::parser::take_reusing(&mut self.word));
         }
         self.words
     }
@@ -313,7 +319,7 @@ impl ShellWord<'_> {
     }
 
     fn stop_on_inner(&mut self, stop: Option<char>) -> R<(String, Vec<String>)> {
-        let mut result = String::new();
+        let mut result = String::with_capacity(self.chars.len() - self.pos);
         let mut words = Words::new(self.split);
         let quotes = !self.lex.skip_process_quotes;
         while let Some(ch) = self.peek() {
