@@ -880,11 +880,28 @@ fn export(
         fs::write(f, image_id.to_string()).with_context(|| format!("write {}", f.display()))?;
     }
     if let Some(f) = &args.metadata_file {
-        let meta = serde_json::json!({
+        // buildx's keys; `image.name` only when the image was named.
+        let mut meta = serde_json::json!({
             "containerimage.config.digest": image_id.to_string(),
+            "containerimage.descriptor": {
+                "mediaType": image.manifest.media_type,
+                "digest": image.manifest.digest.to_string(),
+                "size": image.manifest.size,
+            },
             "containerimage.digest": image.manifest.digest.to_string(),
-            "image.name": tags.join(","),
         });
+        if !tags.is_empty() {
+            // Fully qualified, as buildx writes it (docker.io/library/app:latest).
+            let full: Vec<String> = tags
+                .iter()
+                .map(|t| {
+                    rbuild_registry::Reference::parse(t)
+                        .map(|r| r.to_string())
+                        .unwrap_or_else(|_| t.clone())
+                })
+                .collect();
+            meta["image.name"] = serde_json::Value::String(full.join(","));
+        }
         fs::write(f, serde_json::to_vec_pretty(&meta)?)
             .with_context(|| format!("write {}", f.display()))?;
     }

@@ -87,10 +87,48 @@ fn shorthand_stores_the_image_in_rbuilds_oci_layout() {
     require_tool("skopeo", "skopeo");
     require_registry();
     let rb = Rbuild::new();
-    let stderr = rb.ok(["-t", "hello", "examples/hello"]);
+    let meta_file = rb.path().join("metadata.json");
+    let iid_file = rb.path().join("iid");
+    let stderr = rb.ok([
+        "-t",
+        "hello",
+        "--metadata-file",
+        &meta_file.to_string_lossy(),
+        "--iidfile",
+        &iid_file.to_string_lossy(),
+        "examples/hello",
+    ]);
     assert!(stderr.contains("hello:latest"), "{stderr}");
     let cfg = inspect_config(&format!("oci:{}:hello:latest", rb.path().display()));
     assert_eq!(cfg["config"]["Cmd"], serde_json::json!(["/app/hello.sh"]));
+    // --iidfile holds the config digest; --metadata-file uses buildx's keys.
+    let iid = std::fs::read_to_string(&iid_file).expect("iidfile");
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&meta_file).expect("metadata")).expect("json");
+    assert_eq!(meta["containerimage.config.digest"], serde_json::json!(iid));
+    let manifest = meta["containerimage.digest"].as_str().expect("digest");
+    assert_eq!(meta["containerimage.descriptor"]["digest"], manifest);
+    assert_eq!(
+        meta["containerimage.descriptor"]["mediaType"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+    assert!(
+        meta["containerimage.descriptor"]["size"]
+            .as_u64()
+            .expect("size")
+            > 0
+    );
+    assert_eq!(meta["image.name"], "docker.io/library/hello:latest");
+    // Unnamed: no `image.name` at all.
+    rb.ok([
+        "build",
+        "--metadata-file",
+        &meta_file.to_string_lossy(),
+        "examples/hello",
+    ]);
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&meta_file).expect("metadata")).expect("json");
+    assert!(meta.get("image.name").is_none(), "{meta}");
     // A second build of the same input is fully cached.
     let again = rb.ok(["-t", "hello", "--progress=plain", "examples/hello"]);
     assert!(again.contains("CACHED"), "{again}");
