@@ -60,28 +60,14 @@ impl std::fmt::Display for Interrupted {
 
 impl std::error::Error for Interrupted {}
 
-/// Empty this thread's signal mask (threads made later inherit it). A
-/// parent may start rbuild with signals blocked (some CI runners and process
-/// supervisors do); a blocked Ctrl-C or SIGTERM would stay pending forever
-/// instead of cancelling the build. Go programs such as docker's CLI get the
-/// same from their runtime.
-fn clear_signal_mask() {
-    // SAFETY: sigemptyset fills a local set; pthread_sigmask only changes
-    // this thread's mask and reads the set we pass.
-    unsafe {
-        let mut empty: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut empty);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-    }
-}
-
 /// mimalloc: lowering a large Dockerfile makes ~90k small allocations, and
 /// glibc's malloc was a fifth of that time (bench_parse, callgrind).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    clear_signal_mask();
+    // Before any thread exists, so every thread inherits the empty mask.
+    rbuild_exec::clear_signal_mask();
     // The embedded runtime re-executes this binary as its sandbox helper.
     rbuild_exec::maybe_run_embedded_helper();
 

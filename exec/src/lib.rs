@@ -77,6 +77,7 @@ use std::sync::Arc;
 
 pub use error::{Error, Result};
 pub use helper::{maybe_run_embedded_helper, HELPER_ARG};
+pub use supervise::clear_signal_mask;
 pub use user::{resolve_user, ResolvedUser};
 
 /// The process to run inside the sandbox.

@@ -42,8 +42,8 @@ pub(crate) fn die_with_parent(cmd: &mut Command) {
 /// `execve`, so without this a RUN step's `yes | head -n1` would never see
 /// SIGPIPE. Called first thing in the helper, before any thread exists.
 pub(crate) fn reset_inherited_signals() {
-    // SAFETY: sigaction(2) reads the current action into a zeroed struct
-    // and sets SIG_DFL; pthread_sigmask(3) only changes this thread's mask.
+    // SAFETY: sigaction(2) reads the current action into a zeroed struct;
+    // signal(2) sets SIG_DFL for a valid signal number.
     unsafe {
         for sig in 1..libc::SIGRTMIN() {
             if sig == libc::SIGKILL || sig == libc::SIGSTOP {
@@ -56,6 +56,19 @@ pub(crate) fn reset_inherited_signals() {
                 libc::signal(sig, libc::SIG_DFL);
             }
         }
+    }
+    clear_signal_mask();
+}
+
+/// Empty this thread's signal mask (threads made later inherit it). A
+/// parent may start rbuild with signals blocked (some CI runners and process
+/// supervisors do): a blocked Ctrl-C or SIGTERM would stay pending forever
+/// instead of cancelling the build, and the mask would reach the sandbox.
+/// Go programs such as docker's CLI get the same from their runtime.
+pub fn clear_signal_mask() {
+    // SAFETY: sigemptyset fills a local set; pthread_sigmask only changes
+    // this thread's mask and reads the set we pass.
+    unsafe {
         let mut empty: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut empty);
         libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());

@@ -59,19 +59,13 @@ fn main() {
     if std::env::var_os("BENCH_PHASES").is_some() {
         phase_times(&src);
         if let Ok(b) = build(&src, &BuildOptions::default(), &Fake) {
-            let bytes: usize = b
+            let lens: Vec<usize> = b
                 .graph
                 .vertices
                 .values()
                 .map(|v| v.canonical_bytes().len())
-                .sum();
-            let max = b
-                .graph
-                .vertices
-                .values()
-                .map(|v| v.canonical_bytes().len())
-                .max()
-                .unwrap_or(0);
+                .collect();
+            let (bytes, max) = (lens.iter().sum::<usize>(), lens.iter().max().unwrap_or(&0));
             println!("vertex encodings: {bytes} bytes in all, largest {max}");
             let mut rules = std::collections::BTreeMap::new();
             for c in &b.checks {

@@ -28,21 +28,9 @@ impl std::ops::Deref for Hex {
     }
 }
 
-impl AsRef<str> for Hex {
-    fn as_ref(&self) -> &str {
-        self
-    }
-}
-
 impl AsRef<std::path::Path> for Hex {
     fn as_ref(&self) -> &std::path::Path {
         std::path::Path::new(&**self)
-    }
-}
-
-impl AsRef<std::ffi::OsStr> for Hex {
-    fn as_ref(&self) -> &std::ffi::OsStr {
-        std::ffi::OsStr::new(&**self)
     }
 }
 
@@ -55,12 +43,6 @@ impl fmt::Display for Hex {
 impl fmt::Debug for Hex {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&**self, f)
-    }
-}
-
-impl PartialEq<str> for Hex {
-    fn eq(&self, other: &str) -> bool {
-        **self == *other
     }
 }
 
@@ -88,19 +70,11 @@ impl Digest {
         Self { raw }
     }
 
-    /// The raw 32 bytes.
-    pub fn raw(&self) -> &[u8; 32] {
-        &self.raw
-    }
-
     /// The 64 hex digits, without the algorithm prefix.
     pub fn hex(&self) -> Hex {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
         let mut hex = [0u8; 64];
-        for (i, b) in self.raw.iter().enumerate() {
-            hex[2 * i] = DIGITS[usize::from(b >> 4)];
-            hex[2 * i + 1] = DIGITS[usize::from(b & 0xf)];
-        }
+        // 32 bytes always fit 64 hex digits.
+        let _ = hex::encode_to_slice(self.raw, &mut hex);
         Hex(hex)
     }
 
@@ -129,19 +103,12 @@ impl FromStr for Digest {
         let hex = s
             .strip_prefix(PREFIX)
             .ok_or_else(|| DigestError(s.to_string()))?;
-        let bad = || DigestError(s.to_string());
-        if hex.len() != 64 {
-            return Err(bad());
+        // hex also takes upper case; OCI digests are lower case only.
+        if hex.len() != 64 || hex.bytes().any(|b| b.is_ascii_uppercase()) {
+            return Err(DigestError(s.to_string()));
         }
-        let nibble = |c: u8| match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            _ => None,
-        };
         let mut raw = [0u8; 32];
-        for (i, pair) in hex.as_bytes().chunks_exact(2).enumerate() {
-            raw[i] = (nibble(pair[0]).ok_or_else(bad)? << 4) | nibble(pair[1]).ok_or_else(bad)?;
-        }
+        hex::decode_to_slice(hex, &mut raw).map_err(|_| DigestError(s.to_string()))?;
         Ok(Self { raw })
     }
 }

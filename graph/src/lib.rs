@@ -66,25 +66,9 @@ impl Vertex {
         serde_json::to_vec(self).unwrap_or_default()
     }
 
-    /// The vertex digest: sha256 over [`Vertex::canonical_bytes`]. The
-    /// encoding goes into a per-thread buffer reused across calls (a
-    /// serializer hashing token by token costs more than the copy).
+    /// The vertex digest: sha256 over [`Vertex::canonical_bytes`].
     pub fn digest(&self) -> Digest {
-        thread_local! {
-            static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-        }
-        BUF.with(|buf| {
-            let mut buf = buf.borrow_mut();
-            buf.clear();
-            // Serializing plain data into a Vec cannot fail.
-            let _ = serde_json::to_writer(&mut *buf, self);
-            let digest = Digest::sha256_of(&buf);
-            // Do not keep a large op's (an inline file's) buffer alive.
-            if buf.capacity() > 1 << 20 {
-                *buf = Vec::new();
-            }
-            digest
-        })
+        Digest::sha256_of(&self.canonical_bytes())
     }
 }
 

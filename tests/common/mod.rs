@@ -172,35 +172,22 @@ pub fn copy_example(name: &str) -> tempfile::TempDir {
 /// this was made and before it is dropped: a test that waits on a child it
 /// signalled fails with what it saw instead of hanging the suite.
 pub struct Watchdog {
-    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Dropping it wakes the watching thread, which then does nothing.
+    _done: std::sync::mpsc::Sender<()>,
 }
 
 impl Watchdog {
     /// Watch `pid` for at most `secs` seconds.
     pub fn new(pid: u32, secs: u64) -> Watchdog {
-        use std::sync::atomic::Ordering;
-        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = done.clone();
+        let (done, wait) = std::sync::mpsc::channel::<()>();
         std::thread::spawn(move || {
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
-            while std::time::Instant::now() < deadline {
-                if flag.load(Ordering::Relaxed) {
-                    return;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(100));
-            }
-            if !flag.load(Ordering::Relaxed) {
+            let limit = std::time::Duration::from_secs(secs);
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = wait.recv_timeout(limit) {
                 eprintln!("watchdog: process {pid} still running after {secs} s, killing it");
                 // SAFETY: kill has no memory-safety preconditions.
                 unsafe { libc::kill(pid as i32, libc::SIGKILL) };
             }
         });
-        Watchdog { done }
-    }
-}
-
-impl Drop for Watchdog {
-    fn drop(&mut self) {
-        self.done.store(true, std::sync::atomic::Ordering::Relaxed);
+        Watchdog { _done: done }
     }
 }

@@ -236,7 +236,7 @@ pub(crate) fn parse_words(rest: &str, escape: char) -> Vec<String> {
     while pos <= chars.len() {
         let Some(&ch) = chars.get(pos) else {
             if (in_word || in_quote) && (blank_ok || !word.is_empty()) {
-                words.push(take_reusing(&mut word));
+                words.push(std::mem::take(&mut word));
             }
             break;
         };

@@ -254,7 +254,7 @@ impl Words {
     }
     fn finish(mut self) -> Vec<String> {
         if !self.word.is_empty() {
-            self.words.push(crate::parser::take_reusing(&mut self.word));
+            self.words.push(self.word);
         }
         self.words
     }
