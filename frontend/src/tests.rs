@@ -1,7 +1,9 @@
 //! End-to-end lowering tests with a fake resolver.
 
 use super::*;
-use rbuild_graph::{ContainerConfig, FileAction, ImageConfig, MountKind, Op, Platform, SourceOp};
+use rbuild_graph::{
+    ContainerConfig, FileAction, ImageConfig, InputIndex, MountKind, Op, Platform, SourceOp,
+};
 use std::cell::RefCell;
 
 struct Fake {
@@ -430,4 +432,52 @@ fn git_named_contexts_and_add_sources_become_git_vertices() {
             ),
         ]
     );
+}
+
+#[test]
+fn images_used_twice_are_one_vertex_named_by_their_from() {
+    // The image is first read by `COPY --from`, then used as a base: one
+    // source vertex, labelled by the FROM line, read once by the RUN that
+    // mounts both stages.
+    let src = "FROM busybox AS a\n\
+               COPY --from=alpine /etc/os-release /a\n\
+               FROM alpine AS b\n\
+               FROM alpine AS c\n\
+               FROM a\n\
+               RUN --mount=from=b,target=/b --mount=from=c,target=/c true\n";
+    let b = lower(src);
+    let images: Vec<_> = b
+        .graph
+        .vertices
+        .iter()
+        .filter(|(_, v)| {
+            matches!(&v.op, Op::Source(SourceOp::Image(i)) if i.reference.contains("alpine"))
+        })
+        .collect();
+    assert_eq!(images.len(), 1);
+    let (alpine, _) = images[0];
+    let meta = &b.graph.meta[alpine];
+    assert_eq!(meta.name, "[b 1/1] FROM docker.io/library/alpine:latest@sha256:0000000000000000000000000000000000000000000000000000000000000000");
+    assert_eq!(meta.location.as_ref().map(|l| l.line), Some(3));
+    let Op::Exec(e) = &b.graph.get(&b.root).expect("root").op else {
+        panic!("root is not the RUN");
+    };
+    let run_inputs = &b.graph.get(&b.root).expect("root").inputs;
+    assert_eq!(run_inputs.len(), 2, "{run_inputs:?}");
+    assert_eq!(run_inputs[1].vertex, *alpine);
+    let mounted: Vec<_> = e.mounts.iter().filter_map(|m| m.input).collect();
+    assert_eq!(mounted, vec![InputIndex(0), InputIndex(1), InputIndex(1)]);
+}
+
+#[test]
+fn lowering_twice_gives_the_same_graph() {
+    let src = "FROM busybox AS a\nRUN echo a\nFROM a AS b\nCOPY --from=a / /x\nRUN echo b\n\
+               FROM scratch\nCOPY --from=b /x /y\nCOPY <<EOF /z\nhi\nEOF\n";
+    let first = lower(src);
+    for _ in 0..5 {
+        let again = lower(src);
+        assert_eq!(again.graph, first.graph);
+        assert_eq!(again.root, first.root);
+        assert_eq!(again.layer_vertices, first.layer_vertices);
+    }
 }

@@ -128,12 +128,23 @@ impl BuildGraph {
     }
 
     /// Add a vertex (deduplicated by digest) and return its digest. Metadata
-    /// of the first insertion wins, as BuildKit does for identical vertices.
+    /// of the first insertion wins, as BuildKit does for identical vertices,
+    /// except that metadata with a source location replaces metadata
+    /// without one (an image first named by `COPY --from`, then by `FROM`).
     pub fn add(&mut self, op: Op, inputs: Vec<Input>, meta: VertexMeta) -> Digest {
         let vertex = Vertex { op, inputs };
         let digest = vertex.digest();
         self.vertices.entry(digest.clone()).or_insert(vertex);
-        self.meta.entry(digest.clone()).or_insert(meta);
+        match self.meta.entry(digest.clone()) {
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(meta);
+            }
+            std::collections::btree_map::Entry::Occupied(mut e) => {
+                if e.get().location.is_none() && meta.location.is_some() {
+                    e.insert(meta);
+                }
+            }
+        }
         digest
     }
 

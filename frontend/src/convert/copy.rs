@@ -3,14 +3,14 @@
 
 use super::dispatch::{commit, expand, resolve_from, FromRef};
 use super::run::display_text;
-use super::{util, Ctx, StageState};
+use super::{input_index, util, Ctx, InputRef, StageState};
 use crate::error::FrontendError;
 use crate::instructions::{CopyCmd, CopySource};
 use crate::parser::{chomp_heredoc_content, Node};
 use crate::shell::Lexer;
 use rbuild_graph::{
-    CopyAction, Digest, FileAction, FileOp, GitSource, HttpSource, Input, InputIndex, MergeOp,
-    MkfileAction, Op, SourceOp, VertexMeta,
+    CopyAction, FileAction, FileOp, GitSource, HttpSource, InputIndex, MergeOp, MkfileAction, Op,
+    SourceOp, VertexMeta,
 };
 
 fn err(ctx: &Ctx<'_>, line: usize, needle: &str, m: impl Into<String>) -> FrontendError {
@@ -50,17 +50,6 @@ pub(crate) fn git_source(url: &str, keep_git_dir: bool) -> GitSource {
         subdir,
         keep_git_dir,
     }
-}
-
-fn input_of(inputs: &mut Vec<Input>, d: Digest) -> InputIndex {
-    if let Some(i) = inputs.iter().position(|x| x.vertex == d) {
-        return InputIndex(i as u32);
-    }
-    inputs.push(Input {
-        vertex: d,
-        output: 0,
-    });
-    InputIndex(inputs.len() as u32 - 1)
 }
 
 /// Lower a COPY or ADD.
@@ -123,7 +112,7 @@ pub(crate) fn dispatch_copy(
         None => None,
         Some(f) => Some(match resolve_from(ctx, st.index, f, line)? {
             FromRef::Stage(j) => match &ctx.states[j] {
-                Some(s) => s.root.clone(),
+                Some(s) => s.root,
                 None => return Err(err(ctx, line, f, "internal: stage not lowered")),
             },
             FromRef::Named(n) => {
@@ -136,7 +125,11 @@ pub(crate) fn dispatch_copy(
             FromRef::Image(img) => {
                 let p = st.platform.clone();
                 let r = ctx.resolve(&img, &p, line)?;
-                ctx.image_vertex(&r, &p, format!("[internal] load metadata for {img}"))
+                let meta = VertexMeta {
+                    name: format!("[internal] load metadata for {img}"),
+                    ..VertexMeta::default()
+                };
+                ctx.image_vertex(&r, &p, meta)
             }
         }),
     };
@@ -160,14 +153,11 @@ pub(crate) fn dispatch_copy(
     }
     // BuildKit only links (merge op) when no --chmod is given.
     let link = c.link && c.chmod.is_none();
-    let mut inputs: Vec<Input> = Vec::new();
+    let mut inputs: Vec<InputRef> = Vec::new();
     let base = if link {
         None
     } else {
-        inputs.push(Input {
-            vertex: st.root.clone(),
-            output: 0,
-        });
+        inputs.push(InputRef::root(st.root));
         Some(InputIndex(0))
     };
     let mut actions = Vec::new();
@@ -223,7 +213,7 @@ pub(crate) fn dispatch_copy(
                         ..VertexMeta::default()
                     },
                 );
-                let idx = input_of(&mut inputs, g);
+                let idx = input_index(&mut inputs, g);
                 actions.push(plain_copy(
                     idx,
                     "/".into(),
@@ -254,7 +244,7 @@ pub(crate) fn dispatch_copy(
                         ..VertexMeta::default()
                     },
                 );
-                let idx = input_of(&mut inputs, h);
+                let idx = input_index(&mut inputs, h);
                 let unpack = c.unpack == Some(true);
                 actions.push(plain_copy(
                     idx,
@@ -269,10 +259,10 @@ pub(crate) fn dispatch_copy(
             CopySource::Path(p) => {
                 msg.push_str(&format!(" {p}"));
                 let d = match &src_vertex {
-                    Some(d) => d.clone(),
+                    Some(d) => *d,
                     None => ctx.context_vertex(),
                 };
-                let idx = input_of(&mut inputs, d);
+                let idx = input_index(&mut inputs, d);
                 let unpack = c.is_add && c.unpack.unwrap_or(true);
                 // --parents: an optional `/./` pivot splits the source into
                 // the copied root and an include pattern below it.
@@ -330,7 +320,7 @@ pub(crate) fn dispatch_copy(
                         ..VertexMeta::default()
                     },
                 );
-                let idx = input_of(&mut inputs, f);
+                let idx = input_index(&mut inputs, f);
                 let src = format!("/{}", h.name);
                 actions.push(plain_copy(idx, src, &dest, &chown, &mode, &excludes, false));
             }
@@ -345,16 +335,7 @@ pub(crate) fn dispatch_copy(
     st.root = if link {
         ctx.graph.add(
             Op::Merge(MergeOp {}),
-            vec![
-                Input {
-                    vertex: st.root.clone(),
-                    output: 0,
-                },
-                Input {
-                    vertex: file,
-                    output: 0,
-                },
-            ],
+            vec![InputRef::root(st.root), InputRef::root(file)],
             VertexMeta {
                 name: link_name(&meta.name),
                 ..meta

@@ -1,13 +1,16 @@
 //! Per-stage and per-instruction lowering (everything but RUN and COPY/ADD).
 
 use super::values::{health_history, parse_ports, valid_signal};
-use super::{args, copy, is_step, run, util, Ctx, StageState, DEFAULT_PATH, HISTORY_COMMENT};
+use super::{
+    args, copy, is_step, run, util, Ctx, InputRef, StageState, VertexId, DEFAULT_PATH,
+    HISTORY_COMMENT,
+};
 use crate::error::{Diagnostic, FrontendError};
 use crate::instructions::{parse_instruction, Command, Instruction, KeyValue};
 use crate::shell::Lexer;
 use rbuild_graph::{
-    Digest, Empty, FileAction, FileOp, HealthConfig, HistoryEntry, ImageConfig, Input, InputIndex,
-    MkdirAction, Op, Platform, SourceOp, VertexMeta,
+    Empty, FileAction, FileOp, HealthConfig, HistoryEntry, ImageConfig, InputIndex, MkdirAction,
+    Op, Platform,
 };
 use std::collections::BTreeMap;
 
@@ -159,14 +162,6 @@ fn empty_image(p: &Platform) -> ImageConfig {
     img
 }
 
-fn scratch_vertex(ctx: &mut Ctx<'_>) -> Digest {
-    ctx.graph.add(
-        Op::Source(SourceOp::Scratch),
-        Vec::new(),
-        VertexMeta::default(),
-    )
-}
-
 /// How many ONBUILD triggers of `img` produce a vertex.
 fn trigger_steps(img: &ImageConfig) -> usize {
     img.config
@@ -207,7 +202,7 @@ pub(crate) fn dispatch_stage(ctx: &mut Ctx<'_>, i: usize) -> Result<StageState, 
     let mut st = StageState {
         index: i,
         label: label.clone(),
-        root: Digest::sha256_of(b""),
+        root: VertexId::UNSET,
         image: ImageConfig::default(),
         env: Default::default(),
         build_args: Vec::new(),
@@ -263,7 +258,7 @@ pub(crate) fn dispatch_stage(ctx: &mut Ctx<'_>, i: usize) -> Result<StageState, 
             // shell, declared ARGs) carries over, as in BuildKit.
             st.image = b.image.clone();
             st.cmd_total += trigger_steps(&st.image);
-            st.root = b.root.clone();
+            st.root = b.root;
             st.platform = b.platform.clone();
             st.env = b.env.clone();
             st.build_args = b.build_args.clone();
@@ -275,7 +270,7 @@ pub(crate) fn dispatch_stage(ctx: &mut Ctx<'_>, i: usize) -> Result<StageState, 
         }
         FromRef::Image(b) if b == "scratch" => {
             st.image = empty_image(&platform);
-            st.root = scratch_vertex(ctx);
+            st.root = ctx.scratch_vertex();
         }
         FromRef::Image(b) => {
             let r = ctx.resolve(b, &platform, line)?;
@@ -303,19 +298,14 @@ pub(crate) fn dispatch_stage(ctx: &mut Ctx<'_>, i: usize) -> Result<StageState, 
             let h = &r.config.history;
             if !h.is_empty() && h.iter().all(|e| e.empty_layer) {
                 // An image without layers is lowered like scratch.
-                st.root = scratch_vertex(ctx);
+                st.root = ctx.scratch_vertex();
             } else {
                 let meta = ctx.step_meta(
                     &mut st,
                     &format!("FROM {}", r.reference),
                     (line, stage.node.end_line),
                 );
-                st.root = ctx.image_vertex(&r, &platform, meta.name.clone());
-                if let Some(m) = ctx.graph.meta.get_mut(&st.root) {
-                    if m.location.is_none() {
-                        *m = meta;
-                    }
-                }
+                st.root = ctx.image_vertex(&r, &platform, meta);
             }
             st.image = r.config;
             st.image.created = None;
@@ -412,7 +402,7 @@ pub(crate) fn commit(st: &mut StageState, msg: String, layer: bool) {
         comment: Some(HISTORY_COMMENT.into()),
         empty_layer: !layer,
     });
-    st.layers.push(layer.then(|| st.root.clone()));
+    st.layers.push(layer.then_some(st.root));
 }
 
 /// Expand one word with the stage env; variables that are neither set nor
@@ -441,13 +431,26 @@ pub(crate) fn report_undefined(
         if st.build_args.iter().any(|a| a.key == *name) {
             continue;
         }
-        let mut msg = format!("Usage of undefined variable '${name}'");
+        let mut msg = String::with_capacity(64);
+        msg.push_str("Usage of undefined variable '$");
+        msg.push_str(name);
+        msg.push('\'');
         let keys = st.env.iter().map(|(k, _)| &**k);
         if let Some(s) = crate::error::suggest(name, keys, true) {
-            msg.push_str(&format!(" (did you mean ${s}?)"));
+            msg.push_str(" (did you mean $");
+            msg.push_str(&s);
+            msg.push_str("?)");
         }
         let end = if st.lines.0 == line { st.lines.1 } else { line };
         ctx.check(crate::lint::rules::UNDEFINED_VAR, (line, end), msg);
+    }
+}
+
+/// Is `e` a `KEY=value` entry (or a bare `KEY`) for `key`?
+fn is_entry_of(e: &str, key: &str) -> bool {
+    match e.strip_prefix(key) {
+        Some(rest) => (rest.is_empty() || rest.starts_with('=')) && !key.contains('='),
+        None => false,
     }
 }
 
@@ -495,14 +498,15 @@ fn dispatch_command(
             for (kv, (k, v)) in kvs.iter().zip(&pairs) {
                 legacy_format(ctx, kv, name, lines);
                 secret_key(ctx, "ENV", k, lines);
-                msg.push_str(&format!(" {k}={v}"));
+                msg.push(' ');
+                let at = msg.len();
+                msg.push_str(k);
+                msg.push('=');
+                msg.push_str(v);
+                let entry = msg[at..].to_string();
                 st.set_env(k, v);
                 let env = st.image.config.env.get_or_insert_with(Vec::new);
-                let entry = format!("{k}={v}");
-                match env
-                    .iter_mut()
-                    .find(|e| e.split_once('=').map(|x| x.0).unwrap_or(e) == k)
-                {
+                match env.iter_mut().find(|e| is_entry_of(e, k)) {
                     Some(e) => *e = entry,
                     None => env.push(entry),
                 }
@@ -517,7 +521,10 @@ fn dispatch_command(
             let mut msg = String::from("LABEL");
             let labels = st.image.config.labels.get_or_insert_with(BTreeMap::new);
             for (k, v) in pairs {
-                msg.push_str(&format!(" {k}={v}"));
+                msg.push(' ');
+                msg.push_str(&k);
+                msg.push('=');
+                msg.push_str(&v);
                 labels.insert(k, v);
             }
             commit(st, msg, false);
@@ -653,10 +660,7 @@ fn dispatch_command(
                             owner: util::parse_chown(&st.user),
                         })],
                     }),
-                    vec![Input {
-                        vertex: st.root.clone(),
-                        output: 0,
-                    }],
+                    vec![InputRef::root(st.root)],
                     meta,
                 );
             }

@@ -5,6 +5,7 @@
 //! configs are resolved once per distinct (reference, platform).
 
 mod args;
+mod builder;
 mod copy;
 mod dispatch;
 mod run;
@@ -16,9 +17,9 @@ use crate::instructions::{Instruction, Stage, Stages};
 use crate::lint::Linter;
 use crate::{BuildOptions, ImageResolver, LoweredBuild, ResolvedImage};
 use args::ArgScope;
+pub(crate) use builder::{input_index, GraphBuilder, InputRef, VertexId};
 use rbuild_graph::{
-    BuildGraph, Digest, ImageConfig, ImageSource, LocalSource, Op, Platform, SourceLocation,
-    SourceOp, VertexMeta,
+    ImageConfig, ImageSource, LocalSource, Op, Platform, SourceLocation, SourceOp, VertexMeta,
 };
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -34,7 +35,7 @@ pub const HISTORY_COMMENT: &str = "buildkit.dockerfile.v0";
 pub(crate) struct StageState {
     pub index: usize,
     pub label: String,
-    pub root: Digest,
+    pub root: VertexId,
     pub image: ImageConfig,
     /// Exec env: ENV and ARG values, insertion order, replace in place.
     /// Shared: a RUN takes a reference; a change copies the list only if a
@@ -50,7 +51,7 @@ pub(crate) struct StageState {
     pub cmd_total: usize,
     pub ignore_cache: bool,
     /// One per history entry added by this build: the rootfs vertex after it.
-    pub layers: Vec<Option<Digest>>,
+    pub layers: Vec<Option<VertexId>>,
     pub base_history: usize,
     /// A CMD was set in this stage (ENTRYPOINT then keeps it).
     pub cmd_set_flag: bool,
@@ -116,9 +117,13 @@ pub(crate) struct Ctx<'a> {
     pub resolver: &'a dyn ImageResolver,
     pub rep: Reporter<'a>,
     pub escape: char,
-    pub graph: BuildGraph,
+    pub graph: &'a mut GraphBuilder,
     pub resolved: BTreeMap<(String, Platform), ResolvedImage>,
-    pub context: Option<Digest>,
+    /// Source vertices made once: the context, scratch and each image.
+    pub context: Option<VertexId>,
+    pub scratch: Option<VertexId>,
+    /// Image vertices, and whether their metadata has a source location.
+    pub images: BTreeMap<(String, Platform), (VertexId, bool)>,
     pub states: Vec<Option<StageState>>,
     pub stages: &'a [Stage],
     pub global: ArgScope,
@@ -150,18 +155,31 @@ impl Ctx<'_> {
     /// Vertex metadata for a stage instruction; bumps the step counter.
     pub fn step_meta(&self, st: &mut StageState, text: &str, lines: (usize, usize)) -> VertexMeta {
         st.cmd_index += 1;
-        let w = st.cmd_total.max(1).to_string().len();
-        let prefix = if st.name_prefix.is_empty() {
-            String::new()
-        } else {
-            format!("{} ", st.name_prefix)
-        };
-        let onbuild = if st.on_build { "ONBUILD " } else { "" };
+        // `[stage  3/12] ONBUILD text`: the index right-aligned to the
+        // width of the total. Built by hand: one per step, and `format!`
+        // was a twentieth of lowering.
+        let total = st.cmd_total.to_string();
+        let index = st.cmd_index.to_string();
+        let width = total.len().max(1);
+        let mut name = String::with_capacity(st.name_prefix.len() + 2 * width + text.len() + 16);
+        name.push('[');
+        if !st.name_prefix.is_empty() {
+            name.push_str(&st.name_prefix);
+            name.push(' ');
+        }
+        for _ in index.len()..width {
+            name.push(' ');
+        }
+        name.push_str(&index);
+        name.push('/');
+        name.push_str(&total);
+        name.push_str("] ");
+        if st.on_build {
+            name.push_str("ONBUILD ");
+        }
+        name.push_str(text);
         VertexMeta {
-            name: format!(
-                "[{prefix}{:>w$}/{}] {onbuild}{}",
-                st.cmd_index, st.cmd_total, text
-            ),
+            name,
             location: self.location(lines.0, lines.1),
             stage: Some(st.label.clone()),
             ignore_cache: st.ignore_cache,
@@ -169,9 +187,9 @@ impl Ctx<'_> {
     }
 
     /// The main context source vertex (created once).
-    pub fn context_vertex(&mut self) -> Digest {
-        if let Some(d) = &self.context {
-            return d.clone();
+    pub fn context_vertex(&mut self) -> VertexId {
+        if let Some(d) = self.context {
+            return d;
         }
         let d = self.graph.add(
             Op::Source(SourceOp::Local(LocalSource {
@@ -185,7 +203,21 @@ impl Ctx<'_> {
                 ..VertexMeta::default()
             },
         );
-        self.context = Some(d.clone());
+        self.context = Some(d);
+        d
+    }
+
+    /// The empty filesystem (created once).
+    pub fn scratch_vertex(&mut self) -> VertexId {
+        if let Some(d) = self.scratch {
+            return d;
+        }
+        let d = self.graph.add(
+            Op::Source(SourceOp::Scratch),
+            Vec::new(),
+            VertexMeta::default(),
+        );
+        self.scratch = Some(d);
         d
     }
 
@@ -210,19 +242,35 @@ impl Ctx<'_> {
         Ok(r)
     }
 
-    /// An image source vertex for a resolved image.
-    pub fn image_vertex(&mut self, r: &ResolvedImage, platform: &Platform, name: String) -> Digest {
-        self.graph.add(
+    /// The image source vertex for a resolved image (one per image and
+    /// platform). Metadata with a source location (a `FROM`) replaces
+    /// metadata without one (an earlier `COPY --from=image`).
+    pub fn image_vertex(
+        &mut self,
+        r: &ResolvedImage,
+        platform: &Platform,
+        meta: VertexMeta,
+    ) -> VertexId {
+        let key = (r.reference.clone(), platform.clone());
+        let located = meta.location.is_some();
+        let known = self.images.get(&key).copied();
+        if let Some((id, had_location)) = known {
+            if had_location || !located {
+                return id;
+            }
+        }
+        let d = self.graph.add(
             Op::Source(SourceOp::Image(ImageSource {
                 reference: r.reference.clone(),
                 platform: platform.clone(),
             })),
             Vec::new(),
-            VertexMeta {
-                name,
-                ..VertexMeta::default()
-            },
-        )
+            meta,
+        );
+        // The first id stays the image's id; a later add only renames it.
+        let id = known.map_or(d, |(first, _)| first);
+        self.images.insert(key, (id, located));
+        id
     }
 
     /// The `--build-context` value for `name`, matching image-style names
@@ -242,13 +290,17 @@ impl Ctx<'_> {
         name: &str,
         platform: &Platform,
         line: usize,
-    ) -> Result<Option<(Digest, Option<ImageConfig>)>, FrontendError> {
+    ) -> Result<Option<(VertexId, Option<ImageConfig>)>, FrontendError> {
         let Some(v) = self.named_context_value(name) else {
             return Ok(None);
         };
         if let Some(img) = v.strip_prefix("docker-image://") {
             let r = self.resolve(img, platform, line)?;
-            let d = self.image_vertex(&r, platform, format!("[context {name}] {}", r.reference));
+            let meta = VertexMeta {
+                name: format!("[context {name}] {}", r.reference),
+                ..VertexMeta::default()
+            };
+            let d = self.image_vertex(&r, platform, meta);
             return Ok(Some((d, Some(r.config))));
         }
         if copy::is_git(&v) {
@@ -310,7 +362,6 @@ pub(crate) fn lower(
     resolver: &dyn ImageResolver,
     linter: Linter,
 ) -> Result<LoweredBuild, FrontendError> {
-    let rep = Reporter::new(&opts.dockerfile_name, src);
     if parsed.stages.is_empty() {
         return Err(FrontendError::single(Diagnostic {
             file: opts.dockerfile_name.clone(),
@@ -320,14 +371,63 @@ pub(crate) fn lower(
             source_line: String::new(),
         }));
     }
+    let (lowered, hashed) =
+        GraphBuilder::run(|graph| lower_stages(parsed, escape, src, opts, resolver, linter, graph));
+    let l = lowered?;
+    let internal = || {
+        FrontendError::single(Diagnostic {
+            file: opts.dockerfile_name.clone(),
+            line: 0,
+            col: 0,
+            message: "internal error: a lowered vertex was not hashed".into(),
+            source_line: String::new(),
+        })
+    };
+    let root = hashed.digest(l.root).ok_or_else(internal)?;
+    let layer_vertices = l
+        .layer_vertices
+        .iter()
+        .map(|v| v.map(|v| hashed.digest(v).ok_or_else(internal)).transpose())
+        .collect::<Result<_, _>>()?;
+    Ok(LoweredBuild {
+        graph: hashed.into_graph(),
+        root,
+        config: l.config,
+        layer_vertices,
+        warnings: l.warnings,
+        checks: l.checks,
+    })
+}
+
+/// A lowered build whose vertices are still named by id.
+struct LoweredIds {
+    root: VertexId,
+    config: ImageConfig,
+    layer_vertices: Vec<Option<VertexId>>,
+    warnings: Vec<Diagnostic>,
+    checks: Vec<crate::lint::CheckWarning>,
+}
+
+fn lower_stages(
+    parsed: &Stages,
+    escape: char,
+    src: &str,
+    opts: &BuildOptions,
+    resolver: &dyn ImageResolver,
+    linter: Linter,
+    graph: &mut GraphBuilder,
+) -> Result<LoweredIds, FrontendError> {
+    let rep = Reporter::new(&opts.dockerfile_name, src);
     let mut ctx = Ctx {
         opts,
         resolver,
         rep,
         escape,
-        graph: BuildGraph::new(),
+        graph,
         resolved: BTreeMap::new(),
         context: None,
+        scratch: None,
+        images: BTreeMap::new(),
         states: vec![None; parsed.stages.len()],
         stages: &parsed.stages,
         global: ArgScope::default(),
@@ -425,8 +525,7 @@ pub(crate) fn lower(
     let mut layer_vertices = vec![None; st.base_history];
     layer_vertices.extend(st.layers.iter().cloned());
     layer_vertices.truncate(config.history.len());
-    Ok(LoweredBuild {
-        graph: ctx.graph,
+    Ok(LoweredIds {
         root: st.root,
         config,
         layer_vertices,

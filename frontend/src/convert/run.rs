@@ -1,13 +1,13 @@
 //! `RUN`: exec vertices, `--mount` lowering, heredoc commands.
 
 use super::dispatch::{commit, proxy_env, resolve_from, FromRef};
-use super::{util, Ctx, StageState};
+use super::{input_index, util, Ctx, InputRef, StageState};
 use crate::error::FrontendError;
 use crate::instructions::RunCmd;
 use crate::parser::{chomp_heredoc_content, parse_heredoc, Node};
 use rbuild_graph::{
-    CacheSharing, Digest, ExecMeta, ExecOp, FileAction, FileOp, Input, InputIndex, MkfileAction,
-    Mount, MountKind, NetworkMode, Op, SecurityMode, SourceOp, VertexMeta,
+    CacheSharing, ExecMeta, ExecOp, FileAction, FileOp, InputIndex, MkfileAction, Mount, MountKind,
+    NetworkMode, Op, SecurityMode, VertexMeta,
 };
 
 /// The `from=` value of a raw `--mount` string, if any.
@@ -273,17 +273,6 @@ fn run_history(args: &[String], st: &StageState) -> String {
     out
 }
 
-fn add_input(inputs: &mut Vec<Input>, d: Digest) -> InputIndex {
-    if let Some(i) = inputs.iter().position(|x| x.vertex == d && x.output == 0) {
-        return InputIndex(i as u32);
-    }
-    inputs.push(Input {
-        vertex: d,
-        output: 0,
-    });
-    InputIndex(inputs.len() as u32 - 1)
-}
-
 /// Lower a `RUN`.
 pub(crate) fn dispatch_run(
     ctx: &mut Ctx<'_>,
@@ -293,10 +282,7 @@ pub(crate) fn dispatch_run(
 ) -> Result<(), FrontendError> {
     let line = node.start_line;
     let mut args = r.cmd.args.clone();
-    let mut inputs = vec![Input {
-        vertex: st.root.clone(),
-        output: 0,
-    }];
+    let mut inputs = vec![InputRef::root(st.root)];
     let mut mounts = vec![Mount {
         input: Some(InputIndex(0)),
         selector: "/".into(),
@@ -330,7 +316,7 @@ pub(crate) fn dispatch_run(
                         ..VertexMeta::default()
                     },
                 );
-                let idx = add_input(&mut inputs, f);
+                let idx = input_index(&mut inputs, f);
                 mounts.push(Mount {
                     input: Some(idx),
                     selector: "/".into(),
@@ -368,7 +354,7 @@ pub(crate) fn dispatch_run(
                     None => ctx.context_vertex(),
                     Some(f) => match resolve_from(ctx, st.index, f, line)? {
                         FromRef::Stage(j) => match &ctx.states[j] {
-                            Some(s) => s.root.clone(),
+                            Some(s) => s.root,
                             None => {
                                 return Err(FrontendError::single(ctx.diag(
                                     line,
@@ -386,15 +372,15 @@ pub(crate) fn dispatch_run(
                         FromRef::Image(img) => {
                             let p = st.platform.clone();
                             let res = ctx.resolve(&img, &p, line)?;
-                            ctx.image_vertex(
-                                &res,
-                                &p,
-                                format!("[internal] load metadata for {img}"),
-                            )
+                            let meta = VertexMeta {
+                                name: format!("[internal] load metadata for {img}"),
+                                ..VertexMeta::default()
+                            };
+                            ctx.image_vertex(&res, &p, meta)
                         }
                     },
                 };
-                (Some(add_input(&mut inputs, d)), src)
+                (Some(input_index(&mut inputs, d)), src)
             }
             _ => (None, String::new()),
         };
@@ -478,7 +464,6 @@ pub(crate) fn dispatch_run(
         security,
     };
     st.root = ctx.graph.add(Op::Exec(exec), inputs, meta);
-    let _ = SourceOp::Scratch;
     commit(st, history, true);
     Ok(())
 }
@@ -488,20 +473,36 @@ pub(crate) fn dispatch_run(
 /// Like BuildKit, the line is expanded with the stage env for display (kept
 /// as written if expansion fails) and its first word upper-cased.
 pub(crate) fn display_text(ctx: &Ctx<'_>, st: &StageState, node: &Node) -> String {
-    let orig = node.original.trim();
-    let mut lex = crate::shell::Lexer::new(ctx.escape);
-    if node.is("run") {
-        // RUN labels keep quotes and unset variables as written.
-        lex.raw_quotes = true;
-        lex.skip_unset_env = true;
+    shown_text(node.original.trim(), node.is("run"), ctx.escape, &st.env)
+}
+
+/// `orig` as the step label shows it: expanded with `env` (RUN keeps quotes
+/// and unset variables as written), the instruction keyword in capitals.
+fn shown_text(orig: &str, run: bool, escape: char, env: &rbuild_graph::Env) -> String {
+    // Without `$`, escapes or (outside RUN) quotes, expansion changes
+    // nothing: skip the lexer, which would copy the line char by char.
+    let plain = !orig.contains(['$', escape]) && (run || !orig.contains(['\'', '"']));
+    let shown = if plain {
+        orig.to_string()
+    } else {
+        let mut lex = crate::shell::Lexer::new(escape);
+        if run {
+            // RUN labels keep quotes and unset variables as written.
+            lex.raw_quotes = true;
+            lex.skip_unset_env = true;
+        }
+        lex.process_word(orig, env)
+            .unwrap_or_else(|_| orig.to_string())
+    };
+    // The instruction keyword in capitals, the rest as it is.
+    let mut shown = shown;
+    let end = shown.find(' ').unwrap_or(shown.len());
+    shown[..end].make_ascii_uppercase();
+    if !shown[..end].is_ascii() {
+        let upper = shown[..end].to_uppercase();
+        shown.replace_range(..end, &upper);
     }
-    let shown = lex
-        .process_word(orig, &st.env)
-        .unwrap_or_else(|_| orig.to_string());
-    match shown.split_once(' ') {
-        Some((first, rest)) => format!("{} {rest}", first.to_uppercase()),
-        None => shown.to_uppercase(),
-    }
+    shown
 }
 
 #[cfg(test)]
@@ -517,6 +518,37 @@ mod tests {
             )
         });
         assert_eq!(got.as_deref().map_err(String::as_str), expected, "{raw}");
+    }
+
+    #[test]
+    fn plain_labels_skip_the_lexer_with_the_same_result() {
+        let env: rbuild_graph::Env = std::sync::Arc::new(vec![("A".into(), "1".into())]);
+        for (line, run) in [
+            ("run echo hi  there", true),
+            ("RUN make -j4 'all' \"x\"", true),
+            ("copy --chown=1:1 src/ /app/", false),
+            ("copy a b", false),
+            ("workdir /w/é", false),
+        ] {
+            for escape in ['\\', '`'] {
+                let mut lex = crate::shell::Lexer::new(escape);
+                lex.raw_quotes = run;
+                lex.skip_unset_env = run;
+                let slow = lex.process_word(line, &env).expect("lexes");
+                let fast = shown_text(line, run, escape, &env);
+                let (kw, rest) = slow.split_once(' ').expect("two words");
+                assert_eq!(fast, format!("{} {rest}", kw.to_uppercase()), "{line}");
+            }
+        }
+        // Lines the lexer changes still go through it.
+        assert_eq!(
+            shown_text("copy $A 'b c' d", false, '\\', &env),
+            "COPY 1 b c d"
+        );
+        assert_eq!(
+            shown_text("run echo $A 'x'", true, '\\', &env),
+            "RUN echo 1 'x'"
+        );
     }
 
     #[test]

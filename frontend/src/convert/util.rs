@@ -4,6 +4,9 @@ use rbuild_graph::{Chmod, Chown, UserRef};
 
 /// Clean an absolute-or-relative slash path like Go's `path.Clean`.
 pub fn clean_path(p: &str) -> String {
+    if is_clean(p) {
+        return p.to_string();
+    }
     let abs = p.starts_with('/');
     let mut parts: Vec<&str> = Vec::new();
     for seg in p.split('/') {
@@ -19,12 +22,30 @@ pub fn clean_path(p: &str) -> String {
             s => parts.push(s),
         }
     }
-    let joined = parts.join("/");
-    match (abs, joined.is_empty()) {
-        (true, _) => format!("/{joined}"),
-        (false, true) => ".".into(),
-        (false, false) => joined,
+    let mut out = String::with_capacity(p.len() + 1);
+    if abs {
+        out.push('/');
     }
+    for (i, s) in parts.iter().enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        out.push_str(s);
+    }
+    if out.is_empty() {
+        out.push('.');
+    }
+    out
+}
+
+/// Is `p` what [`clean_path`] would return for it (no empty, `.` or `..`
+/// segment, no trailing slash)?
+fn is_clean(p: &str) -> bool {
+    if p == "/" {
+        return true;
+    }
+    let rest = p.strip_prefix('/').unwrap_or(p);
+    !rest.is_empty() && rest.split('/').all(|s| !matches!(s, "" | "." | ".."))
 }
 
 /// `path.Join(base, p)` cleaned, or `p` cleaned when absolute.
@@ -32,11 +53,12 @@ pub fn resolve_path(base: &str, p: &str) -> String {
     if p.starts_with('/') {
         clean_path(p)
     } else {
-        clean_path(&format!(
-            "{}/{}",
-            if base.is_empty() { "/" } else { base },
-            p
-        ))
+        let base = if base.is_empty() { "/" } else { base };
+        let mut joined = String::with_capacity(base.len() + 1 + p.len());
+        joined.push_str(base);
+        joined.push('/');
+        joined.push_str(p);
+        clean_path(&joined)
     }
 }
 
@@ -93,4 +115,39 @@ pub fn go_quote_list(v: &[String]) -> String {
 /// Go `%v` of a string slice: `[a b]`.
 pub fn go_list(v: &[String]) -> String {
     format!("[{}]", v.join(" "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clean_path_matches_go_path_clean() {
+        // Expected values are Go's `path.Clean`.
+        for (p, want) in [
+            ("", "."),
+            (".", "."),
+            ("/", "/"),
+            ("//", "/"),
+            ("/a/b", "/a/b"),
+            ("/a/b/", "/a/b"),
+            ("a/b", "a/b"),
+            ("a//b", "a/b"),
+            ("/a/./b", "/a/b"),
+            ("/a/../b", "/b"),
+            ("/../a", "/a"),
+            ("../a", "../a"),
+            ("a/../..", ".."),
+            ("a/..", "."),
+            ("./a", "a"),
+            ("/a/b/..", "/a"),
+            ("/a/.b/c.", "/a/.b/c."),
+            ("/a/...", "/a/..."),
+        ] {
+            assert_eq!(clean_path(p), want, "{p:?}");
+        }
+        assert_eq!(resolve_path("/w", "x/../y"), "/w/y");
+        assert_eq!(resolve_path("", "x"), "/x");
+        assert_eq!(resolve_path("/w", "/abs/"), "/abs");
+    }
 }

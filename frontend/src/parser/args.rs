@@ -225,16 +225,15 @@ pub(crate) fn extract_flags(line: &str) -> (String, Vec<String>) {
 
 /// Shell-ish words with quotes and escapes kept (BuildKit's `parseWords`).
 pub(crate) fn parse_words(rest: &str, escape: char) -> Vec<String> {
-    let chars: Vec<char> = rest.chars().collect();
+    let mut chars = rest.chars();
     let mut words = Vec::new();
     let mut in_word = false;
     let mut in_quote = false;
     let mut word = String::new();
     let mut quote = '\0';
     let mut blank_ok = false;
-    let mut pos = 0;
-    while pos <= chars.len() {
-        let Some(&ch) = chars.get(pos) else {
+    loop {
+        let Some(ch) = chars.next() else {
             if (in_word || in_quote) && (blank_ok || !word.is_empty()) {
                 words.push(std::mem::take(&mut word));
             }
@@ -242,7 +241,6 @@ pub(crate) fn parse_words(rest: &str, escape: char) -> Vec<String> {
         };
         if !in_word && !in_quote {
             if is_space(ch) {
-                pos += 1;
                 continue;
             }
             in_word = true;
@@ -254,7 +252,6 @@ pub(crate) fn parse_words(rest: &str, escape: char) -> Vec<String> {
                     words.push(take_reusing(&mut word));
                 }
                 blank_ok = false;
-                pos += 1;
                 continue;
             }
             if ch == '\'' || ch == '"' {
@@ -265,16 +262,12 @@ pub(crate) fn parse_words(rest: &str, escape: char) -> Vec<String> {
             }
             let mut c = ch;
             if ch == escape {
-                if pos + 1 == chars.len() {
-                    pos += 1;
-                    continue;
-                }
+                // A trailing escape is dropped.
+                let Some(next) = chars.next() else { continue };
                 word.push(ch);
-                pos += 1;
-                c = chars[pos];
+                c = next;
             }
             word.push(c);
-            pos += 1;
             continue;
         }
         // In quote.
@@ -284,18 +277,15 @@ pub(crate) fn parse_words(rest: &str, escape: char) -> Vec<String> {
         }
         let mut c = ch;
         if ch == escape && quote != '\'' {
-            if pos + 1 == chars.len() {
+            let Some(next) = chars.next() else {
                 in_quote = false;
                 in_word = true;
-                pos += 1;
                 continue;
-            }
-            pos += 1;
+            };
             word.push(ch);
-            c = chars[pos];
+            c = next;
         }
         word.push(c);
-        pos += 1;
     }
     words
 }
@@ -314,13 +304,16 @@ fn parse_name_val(rest: &str, key: &str, escape: char) -> Result<Vec<String>, St
         };
     }
     let mut out = Vec::with_capacity(words.len() * 3);
-    for w in &words {
-        let Some((k, v)) = w.split_once('=') else {
+    for mut w in words {
+        let Some(eq) = w.find('=') else {
             return Err(format!(
                 "Syntax error - can't find = in {w:?}. Must be of the form: name=value"
             ));
         };
-        out.extend([k.to_string(), v.to_string(), "=".to_string()]);
+        // The key keeps the word's buffer.
+        let v = w[eq + 1..].to_string();
+        w.truncate(eq);
+        out.extend([w, v, "=".to_string()]);
     }
     Ok(out)
 }
