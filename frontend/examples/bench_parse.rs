@@ -100,12 +100,15 @@ fn main() {
         times.push(t.elapsed().as_secs_f64() * 1000.0);
     }
     times.sort_by(f64::total_cmp);
+    let pct = |p: usize| times[(times.len() - 1) * p / 100];
     println!(
         "parsed+lowered {} lines into {vertices} vertices ({checks} check warnings) in {runs} runs: \
-         best {:.3} ms, median {:.3} ms",
+         best {:.3} ms, p10 {:.3} ms, median {:.3} ms, p90 {:.3} ms",
         src.lines().count(),
         times[0],
-        times[times.len() / 2],
+        pct(10),
+        pct(50),
+        pct(90),
     );
 }
 
