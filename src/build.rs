@@ -848,7 +848,7 @@ fn export(
                 source_date_epoch: epoch,
                 scratch_dir: Some(&scratch),
             })
-            .with_context(|| format!("export type={:?}", o.kind))?;
+            .with_context(|| format!("export type={}", o.kind.name()))?;
         match &o.dest {
             Some(rbuild_export::Destination::Path(p)) => {
                 renderer.result(&format!("exporting to {}", p.display()))
@@ -870,7 +870,10 @@ fn export(
                 c.records.len()
             )),
             Err(e) if to.ignore_error => {
-                eprintln!("WARNING: cache export to {name} failed: {e:#}")
+                eprintln!(
+                    "WARNING: cache export to {name} failed: {}",
+                    crate::error_text(&e)
+                )
             }
             Err(e) => return Err(e.context(format!("export cache to {name}"))),
         }

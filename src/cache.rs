@@ -127,8 +127,9 @@ pub fn import(
         match got {
             Ok((source, config)) => out.add(Arc::new(source), &config),
             Err(e) => warn(format!(
-                "cache import from {} failed, building without it: {e:#}",
-                describe(loc)
+                "cache import from {} failed, building without it: {}",
+                describe(loc),
+                crate::error_text(&e)
             )),
         }
     }

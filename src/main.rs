@@ -115,12 +115,68 @@ fn main() -> ExitCode {
                 eprint!("{}", r.block);
                 eprintln!("ERROR: {}", r.summary);
             } else {
-                eprintln!("ERROR: {e:#}");
+                eprintln!("ERROR: {}", error_text(&e));
             }
             if let Some(why) = e.downcast_ref::<Interrupted>() {
                 return ExitCode::from(why.exit_code());
             }
             ExitCode::from(1)
         }
+    }
+}
+
+/// An error and its causes as one line, `outer: cause: root cause`. A cause
+/// whose text its parent already ends with is skipped: many library errors
+/// print their source in their own message (`path: Broken pipe`), which
+/// anyhow's `{:#}` would repeat.
+pub(crate) fn error_text(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || out.ends_with(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+#[cfg(test)]
+mod error_text_tests {
+    use super::error_text;
+
+    /// Like the libraries' IO errors: the message includes the source.
+    #[derive(Debug)]
+    struct WithSource {
+        path: String,
+        source: std::io::Error,
+    }
+
+    impl std::fmt::Display for WithSource {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "{}: {}", self.path, self.source)
+        }
+    }
+
+    impl std::error::Error for WithSource {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.source)
+        }
+    }
+
+    #[test]
+    fn causes_already_in_the_message_are_not_repeated() {
+        let io = std::io::Error::from(std::io::ErrorKind::BrokenPipe);
+        let e = anyhow::Error::new(WithSource {
+            path: "/x".into(),
+            source: io,
+        })
+        .context("export type=tar");
+        assert_eq!(error_text(&e), "export type=tar: /x: broken pipe");
+        let plain = anyhow::anyhow!("root").context("middle").context("top");
+        assert_eq!(error_text(&plain), "top: middle: root");
     }
 }

@@ -112,6 +112,6 @@ impl Resolver {
 impl ImageResolver for Resolver {
     fn resolve(&self, reference: &str, platform: &Platform) -> Result<ResolvedImage, String> {
         self.resolve_inner(reference, platform)
-            .map_err(|e| format!("{e:#}"))
+            .map_err(|e| crate::error_text(&e))
     }
 }

@@ -173,3 +173,49 @@ fn push_sends_the_image_to_the_registry() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--push needs a name"));
 }
+
+#[test]
+fn dash_output_writes_the_rootfs_tar_to_stdout_and_a_closed_pipe_is_named() {
+    require_root();
+    require_registry();
+    let rb = Rbuild::new();
+    // `-o -` is `type=tar,dest=-`: the final rootfs as one tar on stdout.
+    let out = rb.run(["build", "-o", "-", "examples/hello"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut names = Vec::new();
+    let mut archive = tar::Archive::new(&out.stdout[..]);
+    for e in archive.entries().expect("a tar on stdout") {
+        let e = e.expect("tar entry");
+        names.push(e.path().expect("path").to_string_lossy().into_owned());
+    }
+    for want in ["app/hello.sh", "app/build-info", "bin/busybox"] {
+        assert!(names.iter().any(|n| n == want), "{want} not in {names:?}");
+    }
+
+    // A reader that stops early: the error says stdout went away, once.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rbuild"))
+        .arg("--root")
+        .arg(rb.path())
+        .args(["build", "-q", "-o", "-", "examples/hello"])
+        .current_dir(repo())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn rbuild");
+    let mut first = [0u8; 512];
+    std::io::Read::read_exact(child.stdout.as_mut().expect("stdout"), &mut first)
+        .expect("the start of the tar");
+    drop(child.stdout.take());
+    let done = child.wait_with_output().expect("rbuild exits");
+    let stderr = String::from_utf8_lossy(&done.stderr);
+    assert_eq!(done.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("ERROR: export type=tar: writing the export to stdout: broken pipe\n"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("broken pipe").count(), 1, "{stderr}");
+}

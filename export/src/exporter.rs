@@ -215,7 +215,10 @@ impl Exporter for TarExporter {
 /// handled here (the registry crate pushes), and is an error.
 pub fn exporter_for(spec: &OutputSpec) -> Result<Box<dyn Exporter>> {
     let dest = spec.dest.clone().ok_or_else(|| {
-        Error::InvalidOptions(format!("output type {:?} needs a destination", spec.kind))
+        Error::InvalidOptions(format!(
+            "output type={} needs a destination",
+            spec.kind.name()
+        ))
     })?;
     Ok(match spec.kind {
         OutputKind::Oci => Box::new(OciExporter {

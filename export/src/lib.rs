@@ -65,6 +65,10 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// Writing the export to stdout failed (for a broken pipe: the reading
+    /// command exited first).
+    #[error("writing the export to stdout: {0}")]
+    Stdout(std::io::Error),
     /// The content store failed (missing blob, IO error, …).
     #[error(transparent)]
     Store(#[from] rbuild_cache::Error),

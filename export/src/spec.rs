@@ -26,7 +26,8 @@ pub enum OutputKind {
 }
 
 impl OutputKind {
-    fn name(self) -> &'static str {
+    /// The `type=` name of this output.
+    pub fn name(self) -> &'static str {
         match self {
             OutputKind::Oci => "oci",
             OutputKind::Docker => "docker",

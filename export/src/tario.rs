@@ -173,15 +173,44 @@ pub(crate) fn append_blob<W: Write>(
 
 /// Run `f` with a writer for `dest`. A path is written through a temporary
 /// file beside it and renamed into place only when `f` succeeded.
+/// A writer that remembers the kind of its first failed write.
+struct WriteFailure<W> {
+    inner: W,
+    failed: Option<io::ErrorKind>,
+}
+
+impl<W: Write> Write for WriteFailure<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.write(buf).inspect_err(|e| {
+            self.failed.get_or_insert(e.kind());
+        })
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush().inspect_err(|e| {
+            self.failed.get_or_insert(e.kind());
+        })
+    }
+}
+
 pub(crate) fn with_output(
     dest: &Destination,
     f: impl FnOnce(&mut dyn Write) -> Result<()>,
 ) -> Result<()> {
     match dest {
         Destination::Stdout => {
-            let mut w = BufWriter::with_capacity(256 * 1024, io::stdout().lock());
-            f(&mut w)?;
-            w.flush().at("-")
+            let out = WriteFailure {
+                inner: io::stdout().lock(),
+                failed: None,
+            };
+            let mut w = BufWriter::with_capacity(256 * 1024, out);
+            let result = f(&mut w).and_then(|()| w.flush().at("-"));
+            // A failed write to stdout (the reader went away: `| head`) is
+            // the cause, whatever path the exporter was copying.
+            match (result, w.get_ref().failed) {
+                (Err(_), Some(kind)) => Err(Error::Stdout(kind.into())),
+                (r, _) => r,
+            }
         }
         Destination::Path(p) => {
             let dir = parent_dir(p);
