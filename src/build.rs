@@ -202,6 +202,7 @@ fn frontend_options_full(
         named_contexts,
         no_cache_filter,
         all_stages: false,
+        ignored: None,
     })
 }
 
@@ -405,6 +406,21 @@ fn load_context(dir: &Path, dockerfile: Option<&Path>) -> Result<rbuild_solver::
     Ok(rbuild_solver::ops::LocalContext { path, ignore })
 }
 
+/// The context's `.dockerignore` for the `CopyIgnoredFile` check. None
+/// without patterns, and (as BuildKit) when a pattern re-includes with `!`:
+/// a file below an excluded directory may then still be sent.
+fn ignored_paths(
+    context: &Arc<rbuild_solver::ops::LocalContext>,
+) -> Option<rbuild_frontend::IgnoredPaths> {
+    if context.ignore.is_empty() || context.ignore.has_exclusions() {
+        return None;
+    }
+    let context = Arc::clone(context);
+    Some(rbuild_frontend::IgnoredPaths(Arc::new(
+        move |path: &str| context.ignore.excludes(path),
+    )))
+}
+
 /// `rbuild build`.
 pub fn run(cli: &Cli, args: &BuildArgs) -> Result<()> {
     let mode = {
@@ -482,6 +498,11 @@ pub fn run(cli: &Cli, args: &BuildArgs) -> Result<()> {
     )?;
     // Like `docker build --check`: without --target, check every stage.
     opts.all_stages = args.check && args.target.is_none();
+    let main_context = match &input.context {
+        Some(c) => Some(Arc::new(load_context(c, args.file.as_deref())?)),
+        None => None,
+    };
+    opts.ignored = main_context.as_ref().and_then(ignored_paths);
     let mut renderer = Renderer::new(mode);
     let lowered = match rbuild_frontend::build(&input.dockerfile, &opts, &resolver) {
         Ok(l) => l,
@@ -533,11 +554,8 @@ pub fn run(cli: &Cli, args: &BuildArgs) -> Result<()> {
     let executor = rbuild_exec::Executor::new(runtime, env.root.join("exec"))
         .context("set up the RUN sandbox")?;
     let mut contexts = BTreeMap::new();
-    if let Some(c) = &input.context {
-        contexts.insert(
-            "context".to_string(),
-            Arc::new(load_context(c, args.file.as_deref())?),
-        );
+    if let Some(c) = main_context {
+        contexts.insert("context".to_string(), c);
     }
     for (k, v) in &named {
         let dir = Path::new(v);

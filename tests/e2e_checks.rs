@@ -97,3 +97,38 @@ fn check_flag_reports_without_building() {
         "Check complete, no warnings found.\n"
     );
 }
+
+#[test]
+fn copy_ignored_file_uses_the_contexts_dockerignore_when_enabled() {
+    require_root();
+    require_registry();
+    let rb = Rbuild::new();
+    let ctx = context(&format!(
+        "# check=experimental=CopyIgnoredFile\nFROM {}\nCOPY keep.txt secret.txt /\n",
+        busybox()
+    ));
+    std::fs::write(ctx.path().join("keep.txt"), "k").expect("write");
+    std::fs::write(ctx.path().join("secret.txt"), "s").expect("write");
+    std::fs::write(ctx.path().join(".dockerignore"), "secret.txt\n").expect("write");
+    let out = rb.run(["build", "--check", &ctx.path().to_string_lossy()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains(
+            "WARNING: CopyIgnoredFile - https://docs.docker.com/go/dockerfile/rule/copy-ignored-file/\n\
+             Attempting to Copy file \"secret.txt\" that is excluded by .dockerignore\n\
+             Dockerfile:3\n"
+        ),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("keep.txt\" that"), "{stdout}");
+
+    // A `!` re-inclusion turns the check off, as in BuildKit.
+    std::fs::write(ctx.path().join(".dockerignore"), "*.txt\n!keep.txt\n").expect("write");
+    let out = rb.run(["build", "--check", &ctx.path().to_string_lossy()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

@@ -73,7 +73,30 @@ pub struct BuildOptions {
     /// Lower every stage, not only those the target needs (for build
     /// checks of the whole file, like `docker build --check`).
     pub all_stages: bool,
+    /// The main context's `.dockerignore`, for the experimental
+    /// `CopyIgnoredFile` check; `None` when there is none.
+    pub ignored: Option<IgnoredPaths>,
 }
+
+/// Which main-context paths `.dockerignore` excludes, as a predicate over
+/// a cleaned, `/`-separated relative path: the frontend reads no files and
+/// knows no pattern syntax (the caller compiles the patterns).
+#[derive(Clone)]
+pub struct IgnoredPaths(pub std::sync::Arc<dyn Fn(&str) -> bool + Send + Sync>);
+
+impl std::fmt::Debug for IgnoredPaths {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IgnoredPaths(..)")
+    }
+}
+
+impl PartialEq for IgnoredPaths {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for IgnoredPaths {}
 
 impl Default for BuildOptions {
     fn default() -> Self {
@@ -88,6 +111,7 @@ impl Default for BuildOptions {
             named_contexts: BTreeMap::new(),
             no_cache_filter: Vec::new(),
             all_stages: false,
+            ignored: None,
         }
     }
 }

@@ -52,6 +52,26 @@ pub(crate) fn git_source(url: &str, keep_git_dir: bool) -> GitSource {
     }
 }
 
+/// `CopyIgnoredFile`: a main-context source that `.dockerignore` excludes
+/// (BuildKit checks the cleaned source path, itself or a parent).
+fn ignored_source(ctx: &Ctx<'_>, is_add: bool, src: &str, lines: (usize, usize)) {
+    let Some(ignored) = &ctx.opts.ignored else {
+        return;
+    };
+    let path = util::clean_path(src);
+    if (ignored.0)(&path) {
+        let cmd = if is_add { "Add" } else { "Copy" };
+        ctx.check(
+            crate::lint::rules::COPY_IGNORED_FILE,
+            lines,
+            format!(
+                "Attempting to {cmd} file {} that is excluded by .dockerignore",
+                crate::parser::go_quote(&path)
+            ),
+        );
+    }
+}
+
 /// Lower a COPY or ADD.
 pub(crate) fn dispatch_copy(
     ctx: &mut Ctx<'_>,
@@ -260,7 +280,10 @@ pub(crate) fn dispatch_copy(
                 msg.push_str(&format!(" {p}"));
                 let d = match &src_vertex {
                     Some(d) => *d,
-                    None => ctx.context_vertex(),
+                    None => {
+                        ignored_source(ctx, c.is_add, p, (line, node.end_line));
+                        ctx.context_vertex()
+                    }
                 };
                 let idx = input_index(&mut inputs, d);
                 let unpack = c.is_add && c.unpack.unwrap_or(true);

@@ -151,6 +151,14 @@ pub const INVALID_DEFINITION_DESCRIPTION: Rule = Rule {
     url: "https://docs.docker.com/go/dockerfile/rule/invalid-definition-description/",
     experimental: true,
 };
+/// A COPY/ADD source from the main context that `.dockerignore` excludes
+/// (experimental, off by default).
+pub const COPY_IGNORED_FILE: Rule = Rule {
+    name: "CopyIgnoredFile",
+    description: "Attempting to Copy file that is excluded by .dockerignore",
+    url: "https://docs.docker.com/go/dockerfile/rule/copy-ignored-file/",
+    experimental: true,
+};
 
 /// Every rule rbuild implements.
 pub const ALL: &[Rule] = &[
@@ -175,4 +183,5 @@ pub const ALL: &[Rule] = &[
     EXPOSE_PROTO_CASING,
     EXPOSE_INVALID_FORMAT,
     INVALID_DEFINITION_DESCRIPTION,
+    COPY_IGNORED_FILE,
 ];

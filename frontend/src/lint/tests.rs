@@ -489,3 +489,41 @@ fn secret_names_and_references() {
         assert!(!valid_reference(bad), "{bad}");
     }
 }
+
+#[test]
+fn copy_ignored_file_is_experimental_and_checks_main_context_sources() {
+    // `.dockerignore` excludes `tmp` (and so everything below it).
+    let o = BuildOptions {
+        ignored: Some(crate::IgnoredPaths(std::sync::Arc::new(|p: &str| {
+            p == "tmp" || p.starts_with("tmp/")
+        }))),
+        ..opts()
+    };
+    let src = "# check=experimental=CopyIgnoredFile\nFROM busybox AS a\nFROM busybox\n\
+               COPY ./tmp/x.txt /x\nADD tmp /t\nCOPY keep /k\n\
+               COPY --from=a tmp/y /y\n";
+    let warnings: Vec<String> = checks_with(src, &o)
+        .into_iter()
+        .filter(|w| w.starts_with("CopyIgnoredFile:"))
+        .collect();
+    assert_eq!(
+        warnings,
+        [
+            "CopyIgnoredFile: Attempting to Copy file \"tmp/x.txt\" that is excluded by .dockerignore (line 4)",
+            "CopyIgnoredFile: Attempting to Add file \"tmp\" that is excluded by .dockerignore (line 5)",
+        ]
+    );
+    // Off unless enabled, as in BuildKit.
+    let plain = src.replace("# check=experimental=CopyIgnoredFile\n", "");
+    assert!(!checks_with(&plain, &o)
+        .iter()
+        .any(|w| w.starts_with("CopyIgnoredFile:")));
+    let all = src.replace("=CopyIgnoredFile", "=all");
+    assert_eq!(
+        checks_with(&all, &o)
+            .iter()
+            .filter(|w| w.starts_with("CopyIgnoredFile:"))
+            .count(),
+        2
+    );
+}
