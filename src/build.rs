@@ -202,8 +202,36 @@ fn frontend_options_full(
         named_contexts,
         no_cache_filter,
         all_stages: false,
+        extra_hosts: Vec::new(),
         ignored: None,
     })
+}
+
+/// `--add-host` values as buildx reads them: `host:ip` or `host=ip`, the
+/// host lowercased (as BuildKit stores it), an IPv6 address optionally in
+/// brackets.
+pub(crate) fn parse_add_hosts(values: &[String]) -> Result<Vec<(String, String)>> {
+    values
+        .iter()
+        .map(|v| {
+            let (host, ip) = v
+                .split_once('=')
+                .or_else(|| v.split_once(':'))
+                .filter(|(h, i)| !h.is_empty() && !i.is_empty())
+                .with_context(|| format!("invalid --add-host {v:?}: expected HOST:IP"))?;
+            if ip == "host-gateway" {
+                bail!("invalid --add-host {v:?}: host-gateway needs a daemon that knows its gateway; give the address");
+            }
+            let ip = ip
+                .strip_prefix('[')
+                .and_then(|i| i.strip_suffix(']'))
+                .unwrap_or(ip);
+            let addr: std::net::IpAddr = ip
+                .parse()
+                .map_err(|_| anyhow::anyhow!("invalid --add-host {v:?}: {ip:?} is not an IP address"))?;
+            Ok((host.to_lowercase(), addr.to_string()))
+        })
+        .collect()
 }
 
 /// `rbuild debug …`.
@@ -498,6 +526,7 @@ pub fn run(cli: &Cli, args: &BuildArgs) -> Result<()> {
     )?;
     // Like `docker build --check`: without --target, check every stage.
     opts.all_stages = args.check && args.target.is_none();
+    opts.extra_hosts = parse_add_hosts(&args.add_hosts)?;
     let main_context = match &input.context {
         Some(c) => Some(Arc::new(load_context(c, args.file.as_deref())?)),
         None => None,

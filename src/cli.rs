@@ -183,6 +183,10 @@ pub struct BuildArgs {
     /// Network for RUN steps: default, none or host.
     #[arg(long, default_value = "default", value_parser = ["default", "none", "host"])]
     pub network: String,
+    /// Add a host-to-IP mapping to /etc/hosts of RUN steps (HOST:IP or
+    /// HOST=IP; an IPv6 address may be in brackets).
+    #[arg(long = "add-host", value_name = "HOST:IP")]
+    pub add_hosts: Vec<String>,
     /// Extra privileges: security.insecure, network.host.
     #[arg(long = "allow", value_name = "ENTITLEMENT")]
     pub allow: Vec<String>,

@@ -359,3 +359,59 @@ fn run_steps_start_with_a_clean_signal_state() {
         );
     }
 }
+
+#[test]
+fn add_host_entries_reach_etc_hosts_of_run_steps_and_the_cache_key() {
+    require_root();
+    require_registry();
+    let rb = Rbuild::new();
+    let ctx = tempfile::tempdir().expect("tmp");
+    let ctx_s = ctx.path().to_string_lossy().to_string();
+    let rootfs = tempfile::tempdir().expect("tmp");
+    let dest = format!("type=local,dest={}", rootfs.path().display());
+    dockerfile(ctx.path(), "RUN grep -v localhost /etc/hosts > /extra\n");
+    rb.ok([
+        "build",
+        "--add-host",
+        "Registry.Internal:10.1.2.3",
+        "--add-host",
+        "v6=[fd00::1]",
+        "-o",
+        &dest,
+        &ctx_s,
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(rootfs.path().join("extra")).expect("extra"),
+        "10.1.2.3\tregistry.internal\nfd00::1\tv6\n"
+    );
+    // Another mapping is another definition: the step runs again.
+    let progress = rb.ok([
+        "build",
+        "--progress",
+        "plain",
+        "--add-host",
+        "registry.internal:10.9.9.9",
+        "-o",
+        &dest,
+        &ctx_s,
+    ]);
+    assert!(
+        progress
+            .contains("/extra\n#2 cache miss: the instruction or a build option it uses changed"),
+        "the RUN must not be a cache hit:\n{progress}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(rootfs.path().join("extra")).expect("extra"),
+        "10.9.9.9\tregistry.internal\n"
+    );
+    let bad = rb.run(["build", "--add-host", "nohost", &ctx_s]);
+    assert_eq!(bad.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("invalid --add-host \"nohost\": expected HOST:IP"),
+        "{err}"
+    );
+    let bad = rb.run(["build", "--add-host", "h:999.1.1.1", &ctx_s]);
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("\"999.1.1.1\" is not an IP address"), "{err}");
+}

@@ -73,6 +73,9 @@ pub struct BuildOptions {
     /// Lower every stage, not only those the target needs (for build
     /// checks of the whole file, like `docker build --check`).
     pub all_stages: bool,
+    /// `--add-host` entries, `(host, ip)`, added to `/etc/hosts` of every
+    /// RUN (part of its definition, as in BuildKit).
+    pub extra_hosts: Vec<(String, String)>,
     /// The main context's `.dockerignore`, for the experimental
     /// `CopyIgnoredFile` check; `None` when there is none.
     pub ignored: Option<IgnoredPaths>,
@@ -111,6 +114,7 @@ impl Default for BuildOptions {
             named_contexts: BTreeMap::new(),
             no_cache_filter: Vec::new(),
             all_stages: false,
+            extra_hosts: Vec::new(),
             ignored: None,
         }
     }

@@ -140,7 +140,9 @@ pub fn explain(prev: Option<&StepRecord>, now: &StepRecord) -> String {
             why.push("USER changed".into());
         }
         if why.is_empty() {
-            why.push("the instruction changed".into());
+            why.push(
+                "the instruction or a build option it uses changed (such as --add-host)".into(),
+            );
         }
     }
     if prev.files != now.files {

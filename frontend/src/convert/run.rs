@@ -456,7 +456,7 @@ pub(crate) fn dispatch_run(
             env: st.env.clone(),
             cwd: st.cwd.clone(),
             user: st.user.clone(),
-            extra_hosts: Vec::new(),
+            extra_hosts: ctx.opts.extra_hosts.clone(),
             proxy_env: proxy_env(ctx),
         },
         mounts,
