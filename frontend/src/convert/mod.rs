@@ -353,6 +353,17 @@ pub(crate) fn find_stage(stages: &[Stage], r: &str) -> Option<usize> {
         .rposition(|s| s.name.as_deref() == Some(lower.as_str()))
 }
 
+/// An error about the whole file (no line to point at).
+fn file_diag(opts: &BuildOptions, message: impl Into<String>) -> Diagnostic {
+    Diagnostic {
+        file: opts.dockerfile_name.clone(),
+        line: 0,
+        col: 0,
+        message: message.into(),
+        source_line: String::new(),
+    }
+}
+
 /// Lower parsed stages.
 pub(crate) fn lower(
     parsed: &Stages,
@@ -363,25 +374,19 @@ pub(crate) fn lower(
     linter: Linter,
 ) -> Result<LoweredBuild, FrontendError> {
     if parsed.stages.is_empty() {
-        return Err(FrontendError::single(Diagnostic {
-            file: opts.dockerfile_name.clone(),
-            line: 0,
-            col: 0,
-            message: "dockerfile contains no stages to build".into(),
-            source_line: String::new(),
-        }));
+        return Err(FrontendError::single(file_diag(
+            opts,
+            "dockerfile contains no stages to build",
+        )));
     }
     let (lowered, hashed) =
         GraphBuilder::run(|graph| lower_stages(parsed, escape, src, opts, resolver, linter, graph));
     let l = lowered?;
     let internal = || {
-        FrontendError::single(Diagnostic {
-            file: opts.dockerfile_name.clone(),
-            line: 0,
-            col: 0,
-            message: "internal error: a lowered vertex was not hashed".into(),
-            source_line: String::new(),
-        })
+        FrontendError::single(file_diag(
+            opts,
+            "internal error: a lowered vertex was not hashed",
+        ))
     };
     let root = hashed.digest(l.root).ok_or_else(internal)?;
     let layer_vertices = l
@@ -467,13 +472,7 @@ fn lower_stages(
                 names,
                 false,
             );
-            FrontendError::single(Diagnostic {
-                file: opts.dockerfile_name.clone(),
-                line: 0,
-                col: 0,
-                message: msg,
-                source_line: String::new(),
-            })
+            FrontendError::single(file_diag(opts, msg))
         })?,
     };
 
@@ -502,16 +501,7 @@ fn lower_stages(
     args::unused_build_args(&mut ctx);
     let (checks, failure) = ctx.lint.into_inner().finish();
     if let Some(message) = failure {
-        let mut e = FrontendError::many(
-            ErrorKind::Check,
-            vec![Diagnostic {
-                file: opts.dockerfile_name.clone(),
-                line: 0,
-                col: 0,
-                message,
-                source_line: String::new(),
-            }],
-        );
+        let mut e = FrontendError::many(ErrorKind::Check, vec![file_diag(opts, message)]);
         e.checks = checks;
         return Err(e);
     }
