@@ -57,24 +57,11 @@ fn read_input(context: &str, file: Option<&Path>) -> Result<Input> {
                     .map(|c| c.join(f))
                     .unwrap_or_else(|| f.to_path_buf())
             };
-            let text = fs::read_to_string(&path).map_err(|e| {
-                anyhow::anyhow!(
-                    "failed to read dockerfile: open {}: {}",
-                    path.display(),
-                    io_text(&e)
-                )
-            })?;
+            let text = read_dockerfile(&path)?;
             (text, display_name(&path))
         }
         (None, Some(c)) => {
-            let path = c.join("Dockerfile");
-            let text = fs::read_to_string(&path).map_err(|e| {
-                anyhow::anyhow!(
-                    "failed to read dockerfile: open {}: {}",
-                    path.display(),
-                    io_text(&e)
-                )
-            })?;
+            let text = read_dockerfile(&c.join("Dockerfile"))?;
             (text, "Dockerfile".to_string())
         }
     };
@@ -83,6 +70,29 @@ fn read_input(context: &str, file: Option<&Path>) -> Result<Input> {
         dockerfile_name: name,
         context: ctx,
     })
+}
+
+/// Read a Dockerfile; a missing `Dockerfile` may be spelled `dockerfile`
+/// (BuildKit accepts both, moby/moby#10858). Messages keep the name asked
+/// for, as BuildKit's do.
+fn read_dockerfile(path: &Path) -> Result<String> {
+    let first = fs::read_to_string(path);
+    let err = match first {
+        Ok(text) => return Ok(text),
+        Err(e) => e,
+    };
+    if err.kind() == std::io::ErrorKind::NotFound
+        && path.file_name() == Some(std::ffi::OsStr::new("Dockerfile"))
+    {
+        if let Ok(text) = fs::read_to_string(path.with_file_name("dockerfile")) {
+            return Ok(text);
+        }
+    }
+    Err(anyhow::anyhow!(
+        "failed to read dockerfile: open {}: {}",
+        path.display(),
+        io_text(&err)
+    ))
 }
 
 fn display_name(p: &Path) -> String {

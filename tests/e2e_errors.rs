@@ -27,6 +27,23 @@ fn missing_dockerfile_names_the_file() {
 }
 
 #[test]
+fn a_lowercase_dockerfile_is_found_and_reported_as_dockerfile() {
+    // BuildKit accepts `dockerfile` when there is no `Dockerfile`.
+    let rb = Rbuild::new();
+    let ctx = tempfile::tempdir().expect("tmp");
+    std::fs::write(
+        ctx.path().join("dockerfile"),
+        "FROM scratch\nCOPY a /a\nRUNN x\n",
+    )
+    .expect("write");
+    let err = fails(&rb, &["build", &ctx.path().to_string_lossy()]);
+    assert!(
+        err.contains("Dockerfile:3:1: unknown instruction: RUNN"),
+        "{err}"
+    );
+}
+
+#[test]
 fn unreachable_registry_names_the_image_and_the_line() {
     let rb = Rbuild::new();
     let ctx = tempfile::tempdir().expect("tmp");
