@@ -339,34 +339,53 @@ fn render_solve_error(
     })
 }
 
-fn parse_kv(spec: &str) -> BTreeMap<String, String> {
-    spec.split(',')
-        .filter_map(|kv| {
-            kv.split_once('=')
-                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        })
-        .collect()
-}
+/// BuildKit's limit on one secret's size.
+const MAX_SECRET_SIZE: u64 = 500 * 1024;
 
-/// `--secret id=ID,src=PATH`, `id=ID,env=VAR`, or `id=ID` (from env var ID).
-fn parse_secrets(specs: &[String]) -> Result<BTreeMap<String, Vec<u8>>> {
+/// `--secret` as buildx reads it: `id=ID` with `src=PATH` (or `source=`),
+/// `env=VAR`, or `type=env|file` (`type=env,src=VAR` names a variable);
+/// with neither a source nor a variable, the variable named ID if it is
+/// set, else the file named ID.
+pub(crate) fn parse_secrets(specs: &[String]) -> Result<BTreeMap<String, Vec<u8>>> {
     let mut out = BTreeMap::new();
     for spec in specs {
-        let kv = parse_kv(spec);
-        let id = kv
-            .get("id")
-            .cloned()
+        let (mut id, mut typ, mut src, mut env) = (None, None, None::<String>, None::<String>);
+        for field in spec.split(',') {
+            let (k, v) = field.split_once('=').unwrap_or((field, ""));
+            match k.trim().to_lowercase().as_str() {
+                "id" => id = Some(v.to_string()),
+                "type" if v == "env" || v == "file" => typ = Some(v.to_string()),
+                "type" => bail!("invalid --secret {spec:?}: unsupported secret type {v:?}"),
+                "src" | "source" => src = Some(v.to_string()),
+                "env" => env = Some(v.to_string()),
+                _ => bail!("invalid --secret {spec:?}: unexpected key {k:?} in {field:?}"),
+            }
+        }
+        let id = id
+            .filter(|i| !i.is_empty())
             .with_context(|| format!("invalid --secret {spec:?}: id= is required"))?;
-        let value = if let Some(src) = kv.get("src").or_else(|| kv.get("source")) {
-            fs::read(src).with_context(|| format!("--secret {id}: read {src}"))?
-        } else if let Some(var) = kv.get("env") {
-            std::env::var(var)
+        if typ.as_deref() == Some("env") && env.is_none() {
+            env = src.take();
+        }
+        // An explicit variable wins; then a file; then the ID decides.
+        let from_env = match (env, src) {
+            (Some(var), _) => Ok(var),
+            (None, Some(path)) => Err(path),
+            (None, None) if std::env::var_os(&id).is_some() => Ok(id.clone()),
+            (None, None) => Err(id.clone()),
+        };
+        let value = match from_env {
+            Ok(var) => std::env::var(&var)
                 .with_context(|| format!("--secret {id}: environment variable {var} is not set"))?
-                .into_bytes()
-        } else if let Ok(v) = std::env::var(&id) {
-            v.into_bytes()
-        } else {
-            bail!("invalid --secret {spec:?}: give src=PATH or env=VAR");
+                .into_bytes(),
+            Err(path) => {
+                let meta = fs::metadata(&path)
+                    .with_context(|| format!("--secret {id}: failed to stat {path}"))?;
+                if meta.len() > MAX_SECRET_SIZE {
+                    bail!("--secret {id}: secret too big, max size 500KB");
+                }
+                fs::read(&path).with_context(|| format!("--secret {id}: read {path}"))?
+            }
         };
         out.insert(id, value);
     }
@@ -1082,4 +1101,63 @@ fn normalize_history(
         }
     }
     (config, layers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_read_the_way_buildx_reads_them() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let file = dir.path().join("tok");
+        fs::write(&file, "from-file").expect("write");
+        let f = file.display().to_string();
+        std::env::set_var("RBUILD_TEST_SECRET_VAR", "from-env");
+        let got = parse_secrets(&[
+            format!("id=a,src={f}"),
+            format!("id=b,source={f}"),
+            "id=c,env=RBUILD_TEST_SECRET_VAR".into(),
+            "id=d,type=env,src=RBUILD_TEST_SECRET_VAR".into(),
+            "id=RBUILD_TEST_SECRET_VAR".into(),
+            format!("id={f}"),
+        ])
+        .expect("parse");
+        let text = |k: &str| String::from_utf8(got[k].clone()).expect("utf8");
+        assert_eq!(text("a"), "from-file");
+        assert_eq!(text("b"), "from-file");
+        assert_eq!(text("c"), "from-env");
+        assert_eq!(text("d"), "from-env");
+        assert_eq!(text("RBUILD_TEST_SECRET_VAR"), "from-env");
+        assert_eq!(text(&f), "from-file");
+
+        let err = |spec: &str| format!("{:#}", parse_secrets(&[spec.to_string()]).expect_err(spec));
+        assert!(err("src=x").contains("id= is required"));
+        assert!(err("id=a,foo=bar").contains("unexpected key \"foo\""));
+        assert!(err("id=a,type=ssh").contains("unsupported secret type"));
+        assert!(err("id=rbuild-no-such-secret").contains("failed to stat rbuild-no-such-secret"));
+    }
+
+    #[test]
+    fn add_hosts_accept_colon_equals_and_bracketed_ipv6() {
+        let got = parse_add_hosts(&[
+            "Reg.Local:10.0.0.1".into(),
+            "a=192.168.1.1".into(),
+            "v6:[fd00::1]".into(),
+            "v6b:fd00::2".into(),
+        ])
+        .expect("parse");
+        assert_eq!(
+            got,
+            [
+                ("reg.local".to_string(), "10.0.0.1".to_string()),
+                ("a".into(), "192.168.1.1".into()),
+                ("v6".into(), "fd00::1".into()),
+                ("v6b".into(), "fd00::2".into()),
+            ]
+        );
+        for bad in ["nohost", ":1.2.3.4", "h:", "h:300.1.1.1", "h:host-gateway"] {
+            assert!(parse_add_hosts(&[bad.to_string()]).is_err(), "{bad}");
+        }
+    }
 }

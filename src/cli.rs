@@ -174,7 +174,8 @@ pub struct BuildArgs {
     /// RUN runtime: embedded (default), runc, crun or a path to an OCI runtime.
     #[arg(long, env = "RBUILD_RUNTIME")]
     pub runtime: Option<String>,
-    /// Secret for RUN --mount=type=secret: id=ID,src=PATH or id=ID,env=VAR.
+    /// Secret for RUN --mount=type=secret: id=ID,src=PATH or id=ID,env=VAR
+    /// (id=ID alone: the variable ID if set, else the file ID).
     #[arg(long = "secret", value_name = "id=ID,src=PATH|env=VAR")]
     pub secrets: Vec<String>,
     /// SSH agent socket for RUN --mount=type=ssh: default or ID=PATH.
