@@ -99,6 +99,10 @@ fn main() {
         }
         times.push(t.elapsed().as_secs_f64() * 1000.0);
     }
+    if let Ok(path) = std::env::var("BENCH_DUMP") {
+        let text: Vec<String> = times.iter().map(|t| format!("{t:.3}")).collect();
+        let _ = std::fs::write(path, text.join("\n"));
+    }
     times.sort_by(f64::total_cmp);
     let pct = |p: usize| times[(times.len() - 1) * p / 100];
     println!(
