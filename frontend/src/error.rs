@@ -249,11 +249,17 @@ pub(crate) fn suggest<'o>(
     let ascii = case_sensitive && val.is_ascii();
     let val_set = val.bytes().fold(0u128, |m, b| m | 1u128 << (b & 127));
     for opt in options {
+        let opt_ascii = opt.is_ascii();
         // The distance is at least the difference in length.
-        if opt.chars().count().abs_diff(v.len()) >= min {
+        let chars = if opt_ascii {
+            opt.len()
+        } else {
+            opt.chars().count()
+        };
+        if chars.abs_diff(v.len()) >= min {
             continue;
         }
-        if ascii && opt.is_ascii() {
+        if ascii && opt_ascii {
             // Common case (variable names): bytes, no allocation.
             if opt == val {
                 return None;
