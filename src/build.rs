@@ -20,9 +20,146 @@ struct Input {
     dockerfile: String,
     dockerfile_name: String,
     context: Option<PathBuf>,
+    /// A context that came as an archive on stdin, unpacked here (removed
+    /// when the build ends).
+    _unpacked: Option<tempfile::TempDir>,
+}
+
+/// What a `-` context brought on stdin.
+enum StdinInput {
+    /// A Dockerfile, with no context.
+    Dockerfile(String),
+    /// A context archive (tar, gzip or zstd), unpacked into a directory.
+    Context(tempfile::TempDir),
+}
+
+/// Read stdin for a `-` context the way docker does: a tar archive (plain,
+/// gzip or zstd) is the build context, anything else is the Dockerfile. The
+/// archive is unpacked as it streams in, never held in memory.
+fn read_stdin_input() -> Result<StdinInput> {
+    let mut stdin = std::io::stdin().lock();
+    let mut head = Vec::with_capacity(512);
+    (&mut stdin)
+        .take(512)
+        .read_to_end(&mut head)
+        .context("read the build input from stdin")?;
+    let kind = archive_kind(&head);
+    let mut all = std::io::Cursor::new(head).chain(stdin);
+    let reader: Box<dyn Read + '_> = match kind {
+        None => {
+            let mut text = String::new();
+            all.read_to_string(&mut text)
+                .context("read Dockerfile from stdin")?;
+            return Ok(StdinInput::Dockerfile(text));
+        }
+        Some(ArchiveKind::Tar) => Box::new(all),
+        Some(ArchiveKind::Gzip) => Box::new(flate2::read::MultiGzDecoder::new(all)),
+        Some(ArchiveKind::Zstd) => Box::new(
+            zstd::stream::read::Decoder::new(all).context("read the zstd context from stdin")?,
+        ),
+        Some(ArchiveKind::Other(name)) => bail!(
+            "the build context on stdin is {name}-compressed; rbuild reads plain, gzip or zstd tar archives"
+        ),
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("rbuild-context-")
+        .tempdir()
+        .context("make a directory for the context from stdin")?;
+    let mut archive = tar::Archive::new(reader);
+    archive.set_preserve_permissions(true);
+    archive.set_overwrite(true);
+    // `unpack` refuses entries that would land outside `dir`.
+    archive
+        .unpack(dir.path())
+        .context("unpack the build context archive from stdin")?;
+    Ok(StdinInput::Context(dir))
+}
+
+/// The compression or archive format a stream starts with.
+#[derive(Debug, PartialEq, Eq)]
+enum ArchiveKind {
+    Tar,
+    Gzip,
+    Zstd,
+    Other(&'static str),
+}
+
+/// Docker's detection: compression magic numbers, else a tar header
+/// (`ustar` at offset 257), else not an archive.
+fn archive_kind(head: &[u8]) -> Option<ArchiveKind> {
+    match head {
+        [0x1f, 0x8b, ..] => Some(ArchiveKind::Gzip),
+        [0x28, 0xb5, 0x2f, 0xfd, ..] => Some(ArchiveKind::Zstd),
+        [b'B', b'Z', b'h', ..] => Some(ArchiveKind::Other("bzip2")),
+        [0xfd, b'7', b'z', b'X', b'Z', 0x00, ..] => Some(ArchiveKind::Other("xz")),
+        _ if head.get(257..262) == Some(b"ustar") && tar_checksum_ok(head) => {
+            Some(ArchiveKind::Tar)
+        }
+        _ => None,
+    }
+}
+
+/// Does the first 512-byte block carry a valid tar header checksum (the
+/// byte sum of the block with its checksum field read as spaces)?
+fn tar_checksum_ok(head: &[u8]) -> bool {
+    let Some(block) = head.get(..512) else {
+        return false;
+    };
+    let field = String::from_utf8_lossy(&block[148..156]);
+    let Ok(want) = u32::from_str_radix(field.trim_matches(|c: char| c == ' ' || c == '\0'), 8)
+    else {
+        return false;
+    };
+    let sum: u32 = block
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                u32::from(*b)
+            }
+        })
+        .sum();
+    sum == want
 }
 
 fn read_input(context: &str, file: Option<&Path>) -> Result<Input> {
+    if context == "-" && file != Some(Path::new("-")) {
+        match read_stdin_input()? {
+            StdinInput::Dockerfile(text) => {
+                if let Some(f) = file {
+                    // `-f FILE -` with a Dockerfile on stdin: FILE wins, as
+                    // before; there is no context.
+                    let text = read_dockerfile(f)?;
+                    return Ok(Input {
+                        dockerfile: text,
+                        dockerfile_name: display_name(f),
+                        context: None,
+                        _unpacked: None,
+                    });
+                }
+                return Ok(Input {
+                    dockerfile: text,
+                    dockerfile_name: "Dockerfile".to_string(),
+                    context: None,
+                    _unpacked: None,
+                });
+            }
+            StdinInput::Context(dir) => {
+                // `-f` names a file inside the archive.
+                let f = file.unwrap_or(Path::new("Dockerfile"));
+                let path = dir.path().join(f.strip_prefix("/").unwrap_or(f));
+                let text = read_dockerfile(&path)?;
+                return Ok(Input {
+                    dockerfile: text,
+                    dockerfile_name: display_name(f),
+                    context: Some(dir.path().to_path_buf()),
+                    _unpacked: Some(dir),
+                });
+            }
+        }
+    }
     let ctx = if context == "-" {
         None
     } else {
@@ -69,6 +206,7 @@ fn read_input(context: &str, file: Option<&Path>) -> Result<Input> {
         dockerfile: text,
         dockerfile_name: name,
         context: ctx,
+        _unpacked: None,
     })
 }
 
@@ -1136,6 +1274,37 @@ mod tests {
         assert!(err("id=a,foo=bar").contains("unexpected key \"foo\""));
         assert!(err("id=a,type=ssh").contains("unsupported secret type"));
         assert!(err("id=rbuild-no-such-secret").contains("failed to stat rbuild-no-such-secret"));
+    }
+
+    #[test]
+    fn stdin_archives_are_told_from_dockerfiles_as_docker_does() {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_ustar();
+        h.set_path("Dockerfile").expect("path");
+        h.set_size(0);
+        h.set_cksum();
+        b.append(&h, &b""[..]).expect("append");
+        let tar_head = b.into_inner().expect("tar");
+        assert_eq!(archive_kind(&tar_head), Some(ArchiveKind::Tar));
+        let mut broken = tar_head.clone();
+        broken[0] ^= 1;
+        assert_eq!(archive_kind(&broken), None, "a bad checksum is no tar");
+        assert_eq!(archive_kind(&[0x1f, 0x8b, 8]), Some(ArchiveKind::Gzip));
+        assert_eq!(
+            archive_kind(&[0x28, 0xb5, 0x2f, 0xfd]),
+            Some(ArchiveKind::Zstd)
+        );
+        assert_eq!(archive_kind(b"BZh91AY"), Some(ArchiveKind::Other("bzip2")));
+        assert_eq!(
+            archive_kind(&[0xfd, b'7', b'z', b'X', b'Z', 0]),
+            Some(ArchiveKind::Other("xz"))
+        );
+        // A Dockerfile, short or long, is not an archive.
+        assert_eq!(archive_kind(b"FROM scratch\n"), None);
+        assert_eq!(
+            archive_kind("# ustar\nFROM x\n".repeat(40).as_bytes()),
+            None
+        );
     }
 
     #[test]

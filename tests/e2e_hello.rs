@@ -219,3 +219,50 @@ fn dash_output_writes_the_rootfs_tar_to_stdout_and_a_closed_pipe_is_named() {
     );
     assert_eq!(stderr.matches("broken pipe").count(), 1, "{stderr}");
 }
+
+#[test]
+fn a_context_archive_on_stdin_is_the_build_context() {
+    require_root();
+    require_registry();
+    use std::io::Write;
+    let rb = Rbuild::new();
+    // `docker build - < ctx.tar`: the archive is the context; `-f` names a
+    // file inside it. Plain and gzip archives.
+    let mut plain = tar::Builder::new(Vec::new());
+    plain
+        .append_dir_all(".", repo().join("examples/hello"))
+        .expect("archive the example");
+    let plain = plain.into_inner().expect("tar");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&plain).expect("gzip");
+    let gz = gz.finish().expect("gzip");
+    for (what, bytes) in [("tar", plain), ("tar.gz", gz)] {
+        let out = tempfile::tempdir().expect("tmp");
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rbuild"))
+            .arg("--root")
+            .arg(rb.path())
+            .args(["build", "-q", "-f", "Dockerfile", "-o"])
+            .arg(format!("type=local,dest={}", out.path().display()))
+            .arg("-")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn rbuild");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(&bytes)
+            .expect("send the archive");
+        let done = child.wait_with_output().expect("rbuild exits");
+        assert!(
+            done.status.success(),
+            "{what}: {}",
+            String::from_utf8_lossy(&done.stderr)
+        );
+        let info = std::fs::read_to_string(out.path().join("app/build-info")).expect(what);
+        assert_eq!(info, "built by rbuild\n", "{what}");
+        assert!(out.path().join("app/hello.sh").exists(), "{what}");
+    }
+}
