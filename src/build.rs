@@ -99,66 +99,36 @@ fn archive_kind(head: &[u8]) -> Option<ArchiveKind> {
     }
 }
 
-/// Does the first 512-byte block carry a valid tar header checksum (the
-/// byte sum of the block with its checksum field read as spaces)?
+/// Does the first 512-byte block carry a valid tar header checksum?
 fn tar_checksum_ok(head: &[u8]) -> bool {
     let Some(block) = head.get(..512) else {
         return false;
     };
-    let field = String::from_utf8_lossy(&block[148..156]);
-    let Ok(want) = u32::from_str_radix(field.trim_matches(|c: char| c == ' ' || c == '\0'), 8)
-    else {
-        return false;
-    };
-    let sum: u32 = block
-        .iter()
-        .enumerate()
-        .map(|(i, b)| {
-            if (148..156).contains(&i) {
-                32
-            } else {
-                u32::from(*b)
-            }
-        })
-        .sum();
-    sum == want
+    let stored = tar::Header::from_byte_slice(block);
+    let mut computed = stored.clone();
+    computed.set_cksum();
+    matches!((stored.cksum(), computed.cksum()), (Ok(a), Ok(b)) if a == b)
 }
 
 fn read_input(context: &str, file: Option<&Path>) -> Result<Input> {
     if context == "-" && file != Some(Path::new("-")) {
-        match read_stdin_input()? {
-            StdinInput::Dockerfile(text) => {
-                if let Some(f) = file {
-                    // `-f FILE -` with a Dockerfile on stdin: FILE wins, as
-                    // before; there is no context.
-                    let text = read_dockerfile(f)?;
-                    return Ok(Input {
-                        dockerfile: text,
-                        dockerfile_name: display_name(f),
-                        context: None,
-                        _unpacked: None,
-                    });
-                }
-                return Ok(Input {
-                    dockerfile: text,
-                    dockerfile_name: "Dockerfile".to_string(),
-                    context: None,
-                    _unpacked: None,
-                });
-            }
-            StdinInput::Context(dir) => {
-                // `-f` names a file inside the archive.
-                let f = file.unwrap_or(Path::new("Dockerfile"));
+        let (text, name, unpacked) = match (read_stdin_input()?, file) {
+            (StdinInput::Dockerfile(text), None) => (text, "Dockerfile".to_string(), None),
+            // `-f FILE -` with a Dockerfile on stdin: FILE wins; no context.
+            (StdinInput::Dockerfile(_), Some(f)) => (read_dockerfile(f)?, display_name(f), None),
+            // `-f` names a file inside the archive.
+            (StdinInput::Context(dir), f) => {
+                let f = f.unwrap_or(Path::new("Dockerfile"));
                 let path = dir.path().join(f.strip_prefix("/").unwrap_or(f));
-                let text = read_dockerfile(&path)?;
-                return Ok(Input {
-                    dockerfile: text,
-                    dockerfile_name: display_name(f),
-                    context: Some(dir.path().to_path_buf()),
-                    _unpacked: Some(dir),
-                });
+                (read_dockerfile(&path)?, display_name(f), Some(dir))
             }
-        }
+        };
+        return Ok(Input {
+            dockerfile: text,
+            dockerfile_name: name,
+            context: unpacked.as_ref().map(|d| d.path().to_path_buf()),
+            _unpacked: unpacked,
+        });
     }
     let ctx = if context == "-" {
         None
@@ -172,20 +142,15 @@ fn read_input(context: &str, file: Option<&Path>) -> Result<Input> {
         Some(p)
     };
     let (text, name) = match (file, &ctx) {
-        (Some(f), _) if f == Path::new("-") || (ctx.is_none() && file.is_none()) => {
+        (Some(f), _) if f == Path::new("-") => {
             let mut s = String::new();
             std::io::stdin()
                 .read_to_string(&mut s)
                 .context("read Dockerfile from stdin")?;
             (s, "Dockerfile".to_string())
         }
-        (None, None) => {
-            let mut s = String::new();
-            std::io::stdin()
-                .read_to_string(&mut s)
-                .context("read Dockerfile from stdin")?;
-            (s, "Dockerfile".to_string())
-        }
+        // A `-` context without `-f` was read from stdin above.
+        (None, None) => bail!("no Dockerfile: give a context directory or -f"),
         (Some(f), c) => {
             let path = if f.is_absolute() || c.is_none() || f.exists() {
                 f.to_path_buf()

@@ -14,6 +14,16 @@ fn dockerfile(dir: &Path, body: &str) {
     .expect("write Dockerfile");
 }
 
+/// A context dir (and its path as text) and a rootfs dir with the
+/// `type=local` output that writes it.
+fn context_and_rootfs() -> (tempfile::TempDir, String, tempfile::TempDir, String) {
+    let ctx = tempfile::tempdir().expect("tmp");
+    let ctx_s = ctx.path().to_string_lossy().to_string();
+    let rootfs = tempfile::tempdir().expect("tmp");
+    let dest = format!("type=local,dest={}", rootfs.path().display());
+    (ctx, ctx_s, rootfs, dest)
+}
+
 #[test]
 fn secret_is_readable_in_run_and_absent_from_image_history_and_graph() {
     require_root();
@@ -87,10 +97,7 @@ fn cache_mount_persists_across_builds_and_no_cache_empties_it() {
     require_root();
     require_registry();
     let rb = Rbuild::new();
-    let ctx = tempfile::tempdir().expect("tmp");
-    let ctx_s = ctx.path().to_string_lossy().to_string();
-    let rootfs = tempfile::tempdir().expect("tmp");
-    let dest = format!("type=local,dest={}", rootfs.path().display());
+    let (ctx, ctx_s, rootfs, dest) = context_and_rootfs();
     for (i, want) in [(1, "1"), (2, "2")] {
         dockerfile(
             ctx.path(),
@@ -365,10 +372,7 @@ fn add_host_entries_reach_etc_hosts_of_run_steps_and_the_cache_key() {
     require_root();
     require_registry();
     let rb = Rbuild::new();
-    let ctx = tempfile::tempdir().expect("tmp");
-    let ctx_s = ctx.path().to_string_lossy().to_string();
-    let rootfs = tempfile::tempdir().expect("tmp");
-    let dest = format!("type=local,dest={}", rootfs.path().display());
+    let (ctx, ctx_s, rootfs, dest) = context_and_rootfs();
     dockerfile(ctx.path(), "RUN grep -v localhost /etc/hosts > /extra\n");
     rb.ok([
         "build",

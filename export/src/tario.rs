@@ -171,8 +171,6 @@ pub(crate) fn append_blob<W: Write>(
         .at(store.blob_path(&desc.digest))
 }
 
-/// Run `f` with a writer for `dest`. A path is written through a temporary
-/// file beside it and renamed into place only when `f` succeeded.
 /// A writer that remembers the kind of its first failed write.
 struct WriteFailure<W> {
     inner: W,
@@ -193,6 +191,8 @@ impl<W: Write> Write for WriteFailure<W> {
     }
 }
 
+/// Run `f` with a writer for `dest`. A path is written through a temporary
+/// file beside it and renamed into place only when `f` succeeded.
 pub(crate) fn with_output(
     dest: &Destination,
     f: impl FnOnce(&mut dyn Write) -> Result<()>,

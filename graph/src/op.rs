@@ -35,7 +35,7 @@ impl Op {
 }
 
 /// Where a source filesystem comes from.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SourceOp {
     /// An empty filesystem (`FROM scratch`).
@@ -51,7 +51,7 @@ pub enum SourceOp {
 }
 
 /// An image from a registry.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ImageSource {
     /// The platform to select from an index.
     pub platform: Platform,
@@ -61,7 +61,7 @@ pub struct ImageSource {
 }
 
 /// A named local directory (`context`, or a `--build-context name=path`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct LocalSource {
     /// `.dockerignore` patterns.
     pub exclude_patterns: Vec<String>,
@@ -72,7 +72,7 @@ pub struct LocalSource {
 }
 
 /// A git repository source.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct GitSource {
     /// Keep the `.git` directory.
     pub keep_git_dir: bool,
@@ -85,7 +85,7 @@ pub struct GitSource {
 }
 
 /// A remote file source.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct HttpSource {
     /// Expected digest of the content, if given (`ADD --checksum`).
     pub checksum: Option<crate::Digest>,

@@ -6,12 +6,14 @@
 //! reads it is hashed. Encoding and hashing (a fifth of lowering on its
 //! own) thus run beside the rest of the lowering instead of after it.
 //!
-//! Inputs are deduplicated by id. Lowering interns the source vertices that
-//! recur (the context, scratch, each image), so two ids with one digest
-//! only arise for two identical chains of steps, which is harmless: the
-//! vertex then lists the same input twice.
+//! Inputs are deduplicated by id. Source vertices (which have no inputs)
+//! are interned by their op, so the context, scratch, an image or a git
+//! remote used twice is one id; two ids with one digest only arise for two
+//! identical chains of steps, which is harmless: the vertex then lists the
+//! same input twice.
 
-use rbuild_graph::{BuildGraph, Digest, Input, InputIndex, Op, VertexMeta};
+use rbuild_graph::{BuildGraph, Digest, Input, InputIndex, Op, SourceOp, VertexMeta};
+use std::collections::HashMap;
 use std::sync::mpsc;
 
 /// A vertex of the graph being lowered: its creation index.
@@ -67,6 +69,8 @@ pub(crate) struct GraphBuilder {
     tx: Option<mpsc::Sender<Vec<Pending>>>,
     batch: Vec<Pending>,
     next: u32,
+    /// Sources added so far, and whether their metadata has a location.
+    sources: HashMap<SourceOp, (VertexId, bool)>,
 }
 
 /// What the hashing thread returns: the graph and each id's digest.
@@ -98,6 +102,7 @@ impl GraphBuilder {
                 tx: Some(tx),
                 batch: Vec::with_capacity(BATCH),
                 next: 0,
+                sources: HashMap::new(),
             };
             let out = lower(&mut b);
             b.flush();
@@ -111,8 +116,33 @@ impl GraphBuilder {
         })
     }
 
-    /// Add a vertex; its id.
+    /// Add a vertex; its id. A source added again keeps its first id; its
+    /// metadata is replaced only by metadata with a source location (an
+    /// image first read by `COPY --from`, then named by a `FROM`), which
+    /// the hashing thread's `BuildGraph::add` applies.
     pub fn add(&mut self, op: Op, inputs: Vec<InputRef>, meta: VertexMeta) -> VertexId {
+        let Op::Source(source) = &op else {
+            return self.push(op, inputs, meta);
+        };
+        let located = meta.location.is_some();
+        match self.sources.get(source).copied() {
+            Some((id, had_location)) if had_location || !located => id,
+            Some((id, _)) => {
+                self.sources.insert(source.clone(), (id, true));
+                self.push(op, inputs, meta);
+                id
+            }
+            None => {
+                let key = source.clone();
+                let id = self.push(op, inputs, meta);
+                self.sources.insert(key, (id, located));
+                id
+            }
+        }
+    }
+
+    /// Queue a vertex for hashing; its id.
+    fn push(&mut self, op: Op, inputs: Vec<InputRef>, meta: VertexMeta) -> VertexId {
         let id = VertexId(self.next);
         self.next += 1;
         self.batch.push(Pending { op, inputs, meta });

@@ -119,11 +119,6 @@ pub(crate) struct Ctx<'a> {
     pub escape: char,
     pub graph: &'a mut GraphBuilder,
     pub resolved: BTreeMap<(String, Platform), ResolvedImage>,
-    /// Source vertices made once: the context, scratch and each image.
-    pub context: Option<VertexId>,
-    pub scratch: Option<VertexId>,
-    /// Image vertices, and whether their metadata has a source location.
-    pub images: BTreeMap<(String, Platform), (VertexId, bool)>,
     pub states: Vec<Option<StageState>>,
     pub stages: &'a [Stage],
     pub global: ArgScope,
@@ -186,12 +181,9 @@ impl Ctx<'_> {
         }
     }
 
-    /// The main context source vertex (created once).
+    /// The main context source vertex.
     pub fn context_vertex(&mut self) -> VertexId {
-        if let Some(d) = self.context {
-            return d;
-        }
-        let d = self.graph.add(
+        self.graph.add(
             Op::Source(SourceOp::Local(LocalSource {
                 name: self.opts.context_name.clone(),
                 include_patterns: Vec::new(),
@@ -202,23 +194,16 @@ impl Ctx<'_> {
                 name: "[internal] load build context".into(),
                 ..VertexMeta::default()
             },
-        );
-        self.context = Some(d);
-        d
+        )
     }
 
-    /// The empty filesystem (created once).
+    /// The empty filesystem.
     pub fn scratch_vertex(&mut self) -> VertexId {
-        if let Some(d) = self.scratch {
-            return d;
-        }
-        let d = self.graph.add(
+        self.graph.add(
             Op::Source(SourceOp::Scratch),
             Vec::new(),
             VertexMeta::default(),
-        );
-        self.scratch = Some(d);
-        d
+        )
     }
 
     /// Resolve an image once per (reference, platform).
@@ -242,35 +227,21 @@ impl Ctx<'_> {
         Ok(r)
     }
 
-    /// The image source vertex for a resolved image (one per image and
-    /// platform). Metadata with a source location (a `FROM`) replaces
-    /// metadata without one (an earlier `COPY --from=image`).
+    /// The image source vertex for a resolved image.
     pub fn image_vertex(
         &mut self,
         r: &ResolvedImage,
         platform: &Platform,
         meta: VertexMeta,
     ) -> VertexId {
-        let key = (r.reference.clone(), platform.clone());
-        let located = meta.location.is_some();
-        let known = self.images.get(&key).copied();
-        if let Some((id, had_location)) = known {
-            if had_location || !located {
-                return id;
-            }
-        }
-        let d = self.graph.add(
+        self.graph.add(
             Op::Source(SourceOp::Image(ImageSource {
                 reference: r.reference.clone(),
                 platform: platform.clone(),
             })),
             Vec::new(),
             meta,
-        );
-        // The first id stays the image's id; a later add only renames it.
-        let id = known.map_or(d, |(first, _)| first);
-        self.images.insert(key, (id, located));
-        id
+        )
     }
 
     /// The `--build-context` value for `name`, matching image-style names
@@ -430,9 +401,6 @@ fn lower_stages(
         escape,
         graph,
         resolved: BTreeMap::new(),
-        context: None,
-        scratch: None,
-        images: BTreeMap::new(),
         states: vec![None; parsed.stages.len()],
         stages: &parsed.stages,
         global: ArgScope::default(),

@@ -482,7 +482,7 @@ fn shown_text(orig: &str, run: bool, escape: char, env: &rbuild_graph::Env) -> S
     // Without `$`, escapes or (outside RUN) quotes, expansion changes
     // nothing: skip the lexer, which would copy the line char by char.
     let plain = !orig.contains(['$', escape]) && (run || !orig.contains(['\'', '"']));
-    let shown = if plain {
+    let mut shown = if plain {
         orig.to_string()
     } else {
         let mut lex = crate::shell::Lexer::new(escape);
@@ -495,10 +495,10 @@ fn shown_text(orig: &str, run: bool, escape: char, env: &rbuild_graph::Env) -> S
             .unwrap_or_else(|_| orig.to_string())
     };
     // The instruction keyword in capitals, the rest as it is.
-    let mut shown = shown;
     let end = shown.find(' ').unwrap_or(shown.len());
-    shown[..end].make_ascii_uppercase();
-    if !shown[..end].is_ascii() {
+    if shown[..end].is_ascii() {
+        shown[..end].make_ascii_uppercase();
+    } else {
         let upper = shown[..end].to_uppercase();
         shown.replace_range(..end, &upper);
     }
