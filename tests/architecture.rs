@@ -6,15 +6,20 @@ use std::process::Command;
 fn allowed() -> BTreeMap<&'static str, BTreeSet<&'static str>> {
     let rules: &[(&str, &[&str])] = &[
         ("rbuild-graph", &[]),
+        ("rbuild-fsroot", &[]),
         ("rbuild-frontend", &["rbuild-graph"]),
-        ("rbuild-exec", &[]),
-        ("rbuild-cache", &["rbuild-graph"]),
+        ("rbuild-exec", &["rbuild-fsroot"]),
+        ("rbuild-cache", &["rbuild-graph", "rbuild-fsroot"]),
         ("rbuild-registry", &["rbuild-graph", "rbuild-cache"]),
-        ("rbuild-export", &["rbuild-graph", "rbuild-cache"]),
+        (
+            "rbuild-export",
+            &["rbuild-graph", "rbuild-fsroot", "rbuild-cache"],
+        ),
         (
             "rbuild-solver",
             &[
                 "rbuild-graph",
+                "rbuild-fsroot",
                 "rbuild-exec",
                 "rbuild-cache",
                 "rbuild-registry",
@@ -24,6 +29,7 @@ fn allowed() -> BTreeMap<&'static str, BTreeSet<&'static str>> {
             "rbuild",
             &[
                 "rbuild-graph",
+                "rbuild-fsroot",
                 "rbuild-frontend",
                 "rbuild-solver",
                 "rbuild-exec",
