@@ -151,6 +151,34 @@ impl Root {
         rustix::fs::fstat(&fd).map_err(Into::into)
     }
 
+    /// `path` with every symlink resolved inside the root, as an absolute
+    /// path inside the root (`/` for the root itself), read back from the
+    /// kernel (`/proc/self/fd`) after an in-root open. For handing a path to
+    /// a consumer that only takes paths (a runtime's mount source or target)
+    /// when nothing can change the tree meanwhile: a committed snapshot, or
+    /// a rootfs before its process starts. Fails if the object is not below
+    /// the root (it was moved away since).
+    pub fn real_path(&self, path: impl AsRef<Path>, follow_last: bool) -> io::Result<PathBuf> {
+        let fd = self.open_at(path, OFlags::PATH, follow_last)?;
+        let real = std::fs::read_link(proc_path(&fd))?;
+        let base = std::fs::read_link(proc_path(self.dir.as_fd()))?;
+        match real.strip_prefix(&base) {
+            Ok(rel) => Ok(Path::new("/").join(rel)),
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} is not below {}", real.display(), base.display()),
+            )),
+        }
+    }
+
+    /// [`Root::real_path`] as a host path: the root's own path joined with
+    /// the resolved path inside it.
+    pub fn real_host_path(&self, path: impl AsRef<Path>, follow_last: bool) -> io::Result<PathBuf> {
+        let rel = self.real_path(path, follow_last)?;
+        let base = std::fs::read_link(proc_path(self.dir.as_fd()))?;
+        Ok(base.join(rel.strip_prefix("/").unwrap_or(&rel)))
+    }
+
     /// Whether `path` exists (the last component not followed).
     pub fn exists(&self, path: impl AsRef<Path>) -> io::Result<bool> {
         match self.stat(path, false) {

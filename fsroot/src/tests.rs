@@ -180,3 +180,22 @@ fn created_files_get_exact_modes() {
     assert!(d.create_file(&n, 0o644).is_err(), "create is exclusive");
     assert_eq!(d.entries().expect("ls"), vec![name("f")]);
 }
+
+#[test]
+fn real_paths_are_resolved_inside_the_root() {
+    for r in BOTH {
+        let (_t, root, outside) = setup();
+        fs::create_dir_all(root.join("src/app")).expect("mkdir");
+        symlink("/src", root.join("s")).expect("ln");
+        symlink(&outside, root.join("out")).expect("ln");
+        let root_h = Root::open_with(&root, r).expect("root");
+        assert_eq!(
+            root_h.real_path("/s/app", true).expect("real"),
+            Path::new("/src/app")
+        );
+        assert_eq!(root_h.real_path("/", true).expect("real"), Path::new("/"));
+        let host = root_h.real_host_path("/s/app", true).expect("real");
+        assert_eq!(host, fs::canonicalize(root.join("src/app")).expect("canon"));
+        assert!(root_h.real_path("/out/secret", true).is_err(), "{r:?}");
+    }
+}
