@@ -24,9 +24,11 @@
 //! step costs one or two syscalls more than a path walk by the kernel would.
 
 mod dir;
+mod node;
 mod resolve;
 
 pub use dir::{Dir, Name};
+pub use node::Node;
 pub use resolve::Resolver;
 pub use rustix::fs::{FileType, Stat};
 
@@ -116,6 +118,55 @@ impl Root {
     pub fn parent(&self, path: impl AsRef<Path>) -> io::Result<(Dir, Name)> {
         let (parent, name) = split_last(path.as_ref())?;
         Ok((self.open_dir(parent)?, name))
+    }
+
+    /// The directory and name of what `path` names once a symlink in its
+    /// last component is followed too, inside the root, even when it
+    /// dangles: the destination of a write that creates or replaces a file
+    /// (BuildKit resolves COPY and mkfile destinations so). The name
+    /// returned was not a symlink when looked at; a chain of more than
+    /// [`MAX_SYMLINKS`] last-component links fails with `ELOOP`, as does a
+    /// link whose target ends in `.` or `..` (`InvalidInput`).
+    pub fn parent_following(&self, path: impl AsRef<Path>) -> io::Result<(Dir, Name)> {
+        self.following(path.as_ref(), None)
+    }
+
+    /// [`Root::parent_following`], creating the missing parents of the
+    /// final name with `mode` and `owner`, as [`Root::create_dir_all`].
+    pub fn parent_following_or_create(
+        &self,
+        path: impl AsRef<Path>,
+        mode: u32,
+        owner: Option<(u32, u32)>,
+    ) -> io::Result<(Dir, Name)> {
+        self.following(path.as_ref(), Some((mode, owner)))
+    }
+
+    fn following(
+        &self,
+        path: &Path,
+        create: Option<(u32, Option<(u32, u32)>)>,
+    ) -> io::Result<(Dir, Name)> {
+        let mut path = path.to_path_buf();
+        for _ in 0..=MAX_SYMLINKS {
+            let (parent, name) = split_last(&path)?;
+            let dir = match create {
+                Some((mode, owner)) => self.create_dir_all(parent, mode, owner)?,
+                None => self.open_dir(parent)?,
+            };
+            match dir.try_stat(&name)? {
+                Some(st) if FileType::from_raw_mode(st.st_mode) == FileType::Symlink => {
+                    let target = dir.read_link(&name)?;
+                    path = if target.is_absolute() {
+                        target
+                    } else {
+                        parent.join(target)
+                    };
+                }
+                _ => return Ok((dir, name)),
+            }
+        }
+        Err(rustix::io::Errno::LOOP.into())
     }
 
     /// [`Root::parent`], creating missing parent directories with `mode`

@@ -199,3 +199,70 @@ fn real_paths_are_resolved_inside_the_root() {
         assert!(root_h.real_path("/out/secret", true).is_err(), "{r:?}");
     }
 }
+
+#[test]
+fn parent_following_follows_a_dangling_last_link_inside_the_root() {
+    for r in BOTH {
+        let (_t, root, outside) = setup();
+        fs::create_dir(root.join("etc")).expect("mkdir");
+        // A dangling absolute link to a host path, and a relative one.
+        symlink(outside.join("new"), root.join("abs")).expect("ln");
+        symlink("etc/rel-target", root.join("rel")).expect("ln");
+        let root_h = Root::open_with(&root, r).expect("root");
+        let e = root_h.parent_following("/abs").expect_err("no parent");
+        assert_eq!(e.kind(), io::ErrorKind::NotFound, "{r:?}: {e}");
+        let (d, n) = root_h
+            .parent_following_or_create("/abs", 0o755, None)
+            .expect("resolve");
+        drop(d.create_file(&n, 0o644).expect("create"));
+        assert!(!outside.join("new").exists(), "{r:?}: created on the host");
+        let inside = root.join(outside.strip_prefix("/").expect("abs"));
+        assert!(inside.join("new").is_file(), "{r:?}");
+        let (d, n) = root_h.parent_following("/rel").expect("resolve");
+        assert_eq!(n, name("rel-target"));
+        drop(d.create_file(&n, 0o644).expect("create"));
+        assert!(root.join("etc/rel-target").is_file(), "{r:?}");
+        // A plain missing name is returned as it is.
+        let (_, n) = root_h.parent_following("/etc/none").expect("resolve");
+        assert_eq!(n, name("none"));
+    }
+}
+
+#[test]
+fn parent_following_fails_closed_on_long_chains() {
+    for r in BOTH {
+        let (_t, root, outside) = setup();
+        for i in 0..45 {
+            symlink(format!("/l{}", i + 1), root.join(format!("l{i}"))).expect("ln");
+        }
+        symlink(outside.join("secret"), root.join("l45")).expect("ln");
+        let root_h = Root::open_with(&root, r).expect("root");
+        let e = root_h.parent_following("/l0").expect_err("too many links");
+        assert_eq!(e.raw_os_error(), Some(libc_eloop()), "{r:?}: {e}");
+    }
+}
+
+#[test]
+fn nodes_read_what_they_opened() {
+    for r in BOTH {
+        let (_t, root, outside) = setup();
+        fs::create_dir(root.join("d")).expect("mkdir");
+        fs::write(root.join("d/f"), b"inside").expect("write");
+        symlink(outside.join("secret"), root.join("d/l")).expect("ln");
+        let root_h = Root::open_with(&root, r).expect("root");
+        let d = root_h.node("/d", true).expect("node");
+        assert_eq!(d.kind(), FileType::Directory);
+        let d = d.into_dir().expect("dir");
+        let f = d.node(&name("f")).expect("node");
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut f.open_file().expect("open"), &mut s).expect("read");
+        assert_eq!(s, "inside");
+        let l = d.node(&name("l")).expect("node");
+        assert_eq!(l.kind(), FileType::Symlink);
+        assert_eq!(l.read_link().expect("readlink"), outside.join("secret"));
+        assert!(l.open_file().is_err(), "{r:?}: read through a link");
+        // Followed in-root, the absolute link to the host dangles.
+        assert!(root_h.node("/d/l", true).is_err(), "{r:?}");
+        assert!(f.into_dir().is_err());
+    }
+}
