@@ -205,6 +205,7 @@ pub(crate) fn dispatch_stage(ctx: &mut Ctx<'_>, i: usize) -> Result<StageState, 
         root: VertexId::UNSET,
         image: ImageConfig::default(),
         env: Default::default(),
+        vars: Default::default(),
         build_args: Vec::new(),
         cwd: "/".into(),
         user: String::new(),
@@ -262,6 +263,7 @@ pub(crate) fn dispatch_stage(ctx: &mut Ctx<'_>, i: usize) -> Result<StageState, 
             st.platform = b.platform.clone();
             st.env = b.env.clone();
             st.build_args = b.build_args.clone();
+            st.vars = b.vars.clone();
             st.cwd = b.cwd.clone();
             st.user = b.user.clone();
             st.shell = b.shell.clone();
@@ -414,7 +416,7 @@ pub(crate) fn expand(
     line: usize,
 ) -> Result<String, FrontendError> {
     let (out, unmatched) = Lexer::new(ctx.escape)
-        .process_word_unmatched(word, &st.env)
+        .process_word_unmatched(word, &st.vars())
         .map_err(|e| err1(ctx.diag(line, word, e.to_string())))?;
     report_undefined(ctx, st, &unmatched, line);
     Ok(out)
@@ -428,7 +430,7 @@ pub(crate) fn report_undefined(
     line: usize,
 ) {
     for name in unmatched {
-        if st.build_args.iter().any(|a| a.key == *name) {
+        if st.is_declared_arg(name) {
             continue;
         }
         let mut msg = String::with_capacity(64);
@@ -443,14 +445,6 @@ pub(crate) fn report_undefined(
         }
         let end = if st.lines.0 == line { st.lines.1 } else { line };
         ctx.check(crate::lint::rules::UNDEFINED_VAR, (line, end), msg);
-    }
-}
-
-/// Is `e` a `KEY=value` entry (or a bare `KEY`) for `key`?
-fn is_entry_of(e: &str, key: &str) -> bool {
-    match e.strip_prefix(key) {
-        Some(rest) => (rest.is_empty() || rest.starts_with('=')) && !key.contains('='),
-        None => false,
     }
 }
 
@@ -505,11 +499,7 @@ fn dispatch_command(
                 msg.push_str(v);
                 let entry = msg[at..].to_string();
                 st.set_env(k, v);
-                let env = st.image.config.env.get_or_insert_with(Vec::new);
-                match env.iter_mut().find(|e| is_entry_of(e, k)) {
-                    Some(e) => *e = entry,
-                    None => env.push(entry),
-                }
+                st.set_config_env(k, entry);
             }
             commit(st, msg, false);
         }
@@ -543,19 +533,13 @@ fn dispatch_command(
                 };
                 let env_index = match &value {
                     Some(v) => Some(st.set_env(&d.key, v)),
-                    None => st.env.iter().position(|(k, _)| **k == *d.key),
+                    None => st.env_position(&d.key),
                 };
-                match st.build_args.iter_mut().find(|a| a.key == d.key) {
-                    Some(e) => {
-                        e.value = value.clone();
-                        e.env_index = env_index;
-                    }
-                    None => st.build_args.push(super::DeclaredArg {
-                        key: d.key.clone(),
-                        value: value.clone(),
-                        env_index,
-                    }),
-                }
+                st.declare_arg(super::DeclaredArg {
+                    key: d.key.clone(),
+                    value: value.clone(),
+                    env_index,
+                });
                 parts.push(match &value {
                     Some(v) => format!("{}={v}", d.key),
                     None => d.key.clone(),
@@ -567,7 +551,7 @@ fn dispatch_command(
             let mut ps = Vec::new();
             for p in ports {
                 let e = Lexer::new(ctx.escape)
-                    .process(p, &st.env)
+                    .process(p, &st.vars())
                     .map_err(|e| err1(ctx.diag(line, p, e.to_string())))?;
                 report_undefined(ctx, st, &e.unmatched, line);
                 for w in e.words {

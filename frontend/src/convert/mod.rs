@@ -8,6 +8,7 @@ mod args;
 mod builder;
 mod copy;
 mod dispatch;
+mod env;
 mod run;
 pub(crate) mod util;
 mod values;
@@ -23,7 +24,6 @@ use rbuild_graph::{
 };
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 
 /// Default `PATH` BuildKit adds when an image has none.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -41,6 +41,8 @@ pub(crate) struct StageState {
     /// Shared: a RUN takes a reference; a change copies the list only if a
     /// RUN still holds it.
     pub env: rbuild_graph::Env,
+    /// Name indexes over `env`, the config env and `build_args`.
+    pub vars: env::VarIndex,
     /// ARGs declared in the stage, for RUN history.
     pub build_args: Vec<DeclaredArg>,
     pub cwd: String,
@@ -83,26 +85,12 @@ pub(crate) struct DeclaredArg {
 }
 
 impl StageState {
-    /// Set `k` in the exec env (replace in place or append); its index.
-    pub fn set_env(&mut self, k: &str, v: &str) -> usize {
-        match self.env.iter().position(|(key, _)| &**key == k) {
-            Some(i) => {
-                Arc::make_mut(&mut self.env)[i].1 = v.into();
-                i
-            }
-            None => {
-                Arc::make_mut(&mut self.env).push((k.into(), v.into()));
-                self.env.len() - 1
-            }
-        }
-    }
-
     /// The current value of a declared ARG as RUN history shows it: its
     /// env value (an ENV may have changed it), else its declared value.
     pub fn arg_value<'s>(&'s self, a: &'s DeclaredArg) -> &'s str {
         let from_env = match a.env_index {
             Some(i) => self.env.get(i).filter(|(k, _)| **k == *a.key),
-            None => self.env.iter().find(|(k, _)| **k == *a.key),
+            None => self.env_position(&a.key).and_then(|i| self.env.get(i)),
         };
         match from_env {
             Some((_, v)) => v,
