@@ -1,14 +1,13 @@
 //! The exporters: one per output type, all behind [`Exporter`].
 
-use crate::apply::{apply_layer, write_tree_tar};
+use crate::apply::FinalTree;
 use crate::assemble::AssembledImage;
 use crate::oci::{normalize_name, write_layout_dir, write_layout_tar, ImageName};
 use crate::spec::{Destination, OutputKind, OutputSpec};
-use crate::tario::{archive_mtime, open_layer, parent_dir, with_output};
-use crate::{Error, IoContext, Result};
+use crate::tario::{archive_mtime, open_layer, with_output};
+use crate::{Error, Result};
 use rbuild_cache::ContentStore;
 use rbuild_graph::Digest;
-use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -22,9 +21,9 @@ pub struct ExportContext<'a> {
     pub image: &'a AssembledImage,
     /// Stamps archive entries (0 when unset) and clamps rootfs mtimes.
     pub source_date_epoch: Option<i64>,
-    /// Where `type=tar` may unpack the rootfs before tarring it (defaults to
-    /// the destination's directory, or the system temporary directory for
-    /// stdout).
+    /// Where `type=local` and `type=tar` compute the image's final tree
+    /// before writing it (rbuild passes `<state dir>/tmp`; the system
+    /// temporary directory when unset). Never the destination's directory.
     pub scratch_dir: Option<&'a Path>,
 }
 
@@ -151,19 +150,26 @@ fn diff_ids(image: &AssembledImage) -> Result<Vec<Digest>> {
     Ok(ids)
 }
 
-/// Apply every layer of the image, in order, onto `root`.
-fn apply_all(cx: &ExportContext<'_>, root: &Path) -> Result<()> {
+/// The image's final tree: every layer applied, in order, in a scratch
+/// directory (never at the destination).
+fn final_tree(cx: &ExportContext<'_>) -> Result<FinalTree> {
+    let scratch = cx
+        .scratch_dir
+        .map_or_else(std::env::temp_dir, Path::to_path_buf);
+    let mut tree = FinalTree::new_in(&scratch)?;
     for (desc, diff_id) in cx.image.layers.iter().zip(diff_ids(cx.image)?) {
-        let mut r = open_layer(cx.store, desc, &diff_id)?;
-        apply_layer(root, &mut r, &desc.digest)?;
+        let r = open_layer(cx.store, desc, &diff_id)?;
+        tree.apply(r, &desc.digest)?;
     }
-    Ok(())
+    Ok(tree)
 }
 
-/// `type=local`: the final rootfs as files in a directory (created if
-/// missing; existing files are overwritten, others are left alone). Modes,
-/// owners (when running as root), symlinks, hard links, devices, xattrs and
-/// mtimes come from the layers.
+/// `type=local`: the image's final filesystem as files in a directory
+/// (created if missing). What the image has replaces what is there (an
+/// existing directory stays and takes the image's metadata); nothing else in
+/// the directory, and nothing outside it, is touched. Modes, owners (when
+/// running as root), symlinks, hard links, devices, fifos, xattrs and mtimes
+/// come from the image.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LocalExporter {
     /// The directory to fill.
@@ -172,15 +178,14 @@ pub struct LocalExporter {
 
 impl Exporter for LocalExporter {
     fn export(&self, cx: &ExportContext<'_>) -> Result<()> {
-        fs::create_dir_all(&self.dest).at(&self.dest)?;
-        apply_all(cx, &self.dest)
+        final_tree(cx)?.write_local(&self.dest)
     }
 }
 
-/// `type=tar`: the final rootfs as one tarball, entries sorted by name,
-/// mtimes clamped to `SOURCE_DATE_EPOCH` when it is set. The layers are
-/// applied in a scratch directory first, so this needs disk space for the
-/// rootfs.
+/// `type=tar`: the image's final filesystem as one tarball, entries sorted
+/// by name, mtimes clamped to `SOURCE_DATE_EPOCH` when it is set. The tree
+/// is computed in the scratch directory first, so this needs disk space
+/// for the rootfs there.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TarExporter {
     /// File or stdout.
@@ -190,18 +195,9 @@ pub struct TarExporter {
 impl TarExporter {
     /// Write the rootfs tar to `w`.
     pub fn write_to(&self, cx: &ExportContext<'_>, w: &mut dyn Write) -> Result<()> {
-        let scratch = match (cx.scratch_dir, &self.dest) {
-            (Some(d), _) => d.to_path_buf(),
-            (None, Destination::Path(p)) => parent_dir(p),
-            (None, Destination::Stdout) => std::env::temp_dir(),
-        };
-        let tmp = tempfile::Builder::new()
-            .prefix(".rbuild-rootfs-")
-            .tempdir_in(&scratch)
-            .at(&scratch)?;
-        apply_all(cx, tmp.path())?;
+        let tree = final_tree(cx)?;
         let clamp = cx.source_date_epoch.map(|e| u64::try_from(e).unwrap_or(0));
-        write_tree_tar(tmp.path(), clamp, w)
+        tree.write_tar(clamp, w)
     }
 }
 

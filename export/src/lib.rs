@@ -25,12 +25,17 @@
 //!   stamped with `SOURCE_DATE_EPOCH` (or 0), so the same inputs give the same
 //!   bytes.
 //!
-//! Design choice and its cost: the rootfs outputs (`local`, `tar`) apply the
-//! uncompressed layers with a small applier of our own (whiteouts, opaque
-//! directories, hard links, devices, owners, modes, times, symlinks resolved
-//! inside the root). `type=tar` applies into a scratch directory first and then
-//! tars it in sorted order, which costs disk space equal to the rootfs but
-//! keeps the two rootfs outputs identical by construction.
+//! Design choice and its cost: the rootfs outputs (`local`, `tar`) write
+//! the image's *final* tree and never replay layer history onto the
+//! destination. The layers are applied, in order, by the one layer applier
+//! (`rbuild_cache::apply_layer`, whiteouts deleting) into a [`FinalTree`] in
+//! a scratch directory inside rbuild's state dir; `type=local` then copies
+//! that tree into `dest` through directory handles on `dest` (nothing there
+//! is followed, nothing the image lacks is touched) and `type=tar` tars it
+//! in sorted order. This costs disk space equal to the rootfs and one extra
+//! write of it, about as much as unpacking the layers again; merging the
+//! solver's unpacked snapshots instead would save the copy but needs the
+//! snapshots (and lazy base layers unpacked) at export time.
 
 #![deny(missing_docs)]
 
@@ -40,8 +45,9 @@ mod exporter;
 mod oci;
 mod spec;
 mod tario;
+mod tree;
 
-pub use apply::apply_layer;
+pub use apply::FinalTree;
 pub use assemble::{
     assemble_image, canonical_json, format_rfc3339, media_types, AssembleOptions, AssembledImage,
     Layer,
@@ -112,15 +118,14 @@ pub enum Error {
         /// What was wrong.
         reason: String,
     },
-    /// A layer tar contains an entry that cannot be applied safely.
-    #[error("layer {digest}: entry {entry:?}: {reason}")]
-    BadLayerEntry {
+    /// A layer could not be applied to the final tree (a refused entry:
+    /// `..`, a malformed whiteout, a link out of the tree; or a broken tar).
+    #[error("layer {digest}: {source}")]
+    Layer {
         /// The layer's blob digest.
         digest: Digest,
-        /// The entry's path as written in the tar.
-        entry: String,
-        /// What is wrong with it.
-        reason: String,
+        /// What the layer applier said.
+        source: rbuild_cache::Error,
     },
     /// An existing OCI layout at the destination cannot be merged into.
     #[error("existing OCI layout at {path}: {reason}")]

@@ -1,10 +1,10 @@
-//! Rootfs outputs (`type=local`, `type=tar`) and the layer applier.
+//! Rootfs outputs (`type=local`, `type=tar`) and the final tree they write.
 
 mod common;
 
 use common::*;
 use rbuild_export::{
-    apply_layer, exporter_for, parse_output_spec, Destination, Error, ExportContext, Exporter,
+    exporter_for, parse_output_spec, Destination, Error, ExportContext, Exporter, FinalTree,
     LocalExporter, TarExporter,
 };
 use rbuild_graph::Digest;
@@ -170,23 +170,25 @@ fn tar_output_lists_the_final_tree_deterministically() {
 }
 
 #[test]
-fn applier_rejects_dotdot_and_keeps_symlinks_inside_the_root() {
+fn final_tree_rejects_dotdot_and_keeps_symlinks_inside_the_root() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let root = dir.path().join("root");
     let outside = dir.path().join("outside");
-    std::fs::create_dir_all(&root).expect("root");
     std::fs::create_dir_all(&outside).expect("outside");
     let d = Digest::sha256_of(b"layer");
+    let mut tree = FinalTree::new_in(&dir.path().join("scratch")).expect("tree");
+    let root = tree.path().to_path_buf();
 
     // A symlink to an absolute host-looking path, then a file through it.
     let evil = outside.to_str().expect("utf8").to_string();
     let layer = layer_tar(&[
+        E::Dir(evil.trim_start_matches('/'), 0o755),
         E::Symlink("escape", &evil),
         E::File("escape/pwned", 0o644, b"x"),
+        E::Dir("etc", 0o755),
         E::Symlink("up", "../../.."),
         E::File("up/etc/also", 0o644, b"y"),
     ]);
-    apply_layer(&root, &mut &layer[..], &d).expect("apply");
+    tree.apply(&layer[..], &d).expect("apply");
     assert!(!outside.join("pwned").exists(), "escaped the root");
     let inside = root.join(evil.trim_start_matches('/')).join("pwned");
     assert!(inside.is_file(), "{} missing", inside.display());
@@ -203,30 +205,30 @@ fn applier_rejects_dotdot_and_keeps_symlinks_inside_the_root() {
     let mut b = tar::Builder::new(Vec::new());
     b.append(&h, &b"z"[..]).expect("append");
     let bad = b.into_inner().expect("tar");
-    let err = apply_layer(&root, &mut &bad[..], &d).expect_err("dotdot");
-    assert!(matches!(err, Error::BadLayerEntry { .. }), "{err}");
+    let err = tree.apply(&bad[..], &d).expect_err("dotdot");
+    assert!(matches!(err, Error::Layer { .. }), "{err}");
     assert!(!dir.path().join("evil").exists());
 }
 
 #[test]
-fn applier_replaces_files_and_directories() {
+fn final_tree_replaces_files_and_directories() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = Digest::sha256_of(b"layer");
+    let mut tree = FinalTree::new_in(dir.path()).expect("tree");
     let l1 = layer_tar(&[
         E::Dir("x", 0o755),
         E::File("x/inner", 0o644, b"1"),
         E::File("y", 0o644, b"file"),
     ]);
     let l2 = layer_tar(&[E::File("x", 0o600, b"now a file"), E::Dir("y", 0o750)]);
-    apply_layer(dir.path(), &mut &l1[..], &d).expect("l1");
-    apply_layer(dir.path(), &mut &l2[..], &d).expect("l2");
-    assert_eq!(
-        std::fs::read(dir.path().join("x")).expect("x"),
-        b"now a file"
-    );
-    assert_eq!(mode(&dir.path().join("x")), 0o600);
-    assert!(dir.path().join("y").is_dir());
-    assert_eq!(mode(&dir.path().join("y")), 0o750);
+    tree.apply(&l1[..], &d).expect("l1");
+    tree.apply(&l2[..], &d).expect("l2");
+    let out = dir.path().join("out");
+    tree.write_local(&out).expect("write");
+    assert_eq!(std::fs::read(out.join("x")).expect("x"), b"now a file");
+    assert_eq!(mode(&out.join("x")), 0o600);
+    assert!(out.join("y").is_dir());
+    assert_eq!(mode(&out.join("y")), 0o750);
 }
 
 #[test]
