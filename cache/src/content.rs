@@ -1,6 +1,6 @@
 //! The content store: immutable blobs addressed by sha256.
 
-use crate::{Error, IoContext, Result};
+use crate::{Error, IoContext, Owner, ProcessLease, Result};
 use rbuild_graph::Digest;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
 /// An OCI content descriptor: media type, digest and size of a blob.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,33 +42,73 @@ impl Descriptor {
 }
 
 /// A directory of blobs: `<root>/blobs/sha256/<hex>`, with in-progress
-/// writes under `<root>/ingest/`.
+/// writes under `<root>/ingest/<pid>-<start>-…` (named after the writing
+/// process, see [`Owner::name_prefix`]).
+///
+/// With a lease ([`ContentStore::set_lease`], shared by all clones), every
+/// blob this process commits, stores or [`ContentStore::hold`]s is added
+/// to it before it becomes visible or is looked at.
 #[derive(Clone, Debug)]
 pub struct ContentStore {
     root: PathBuf,
+    lease: Arc<OnceLock<Arc<ProcessLease>>>,
 }
 
 impl ContentStore {
     /// Open (creating if needed) a store under `root`. Leftovers of
     /// interrupted ingests are never visible as blobs; remove them with
-    /// [`ContentStore::clean_ingest`] when no other process is writing.
+    /// [`ContentStore::clean_ingest`], which spares those of running
+    /// processes.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
         let root = root.into();
         let blobs = root.join("blobs/sha256");
         fs::create_dir_all(&blobs).at(&blobs)?;
         let ingest = root.join("ingest");
         fs::create_dir_all(&ingest).at(&ingest)?;
-        Ok(Self { root })
+        Ok(Self {
+            root,
+            lease: Arc::default(),
+        })
     }
 
-    /// Remove stray ingest files (call only when no other process writes).
-    pub fn clean_ingest(&self) -> Result<()> {
-        let ingest = self.root.join("ingest");
-        for e in fs::read_dir(&ingest).at(&ingest)? {
-            let p = e.at(&ingest)?.path();
-            let _ = fs::remove_file(&p);
+    /// Protect everything this store (and its clones) writes or holds from
+    /// here on with `lease`. The first lease set stays.
+    pub fn set_lease(&self, lease: Arc<ProcessLease>) {
+        let _ = self.lease.set(lease);
+    }
+
+    fn lease_blob(&self, digest: &Digest) -> Result<()> {
+        match self.lease.get() {
+            Some(l) => l.add(std::slice::from_ref(digest), &[]),
+            None => Ok(()),
         }
-        Ok(())
+    }
+
+    /// Add `digest` to this store's lease, then say whether the blob is
+    /// present: a `true` stays true until the lease ends.
+    pub fn hold(&self, digest: &Digest) -> Result<bool> {
+        self.lease_blob(digest)?;
+        Ok(self.contains(digest))
+    }
+
+    /// Remove the ingest files of processes that no longer run (and those
+    /// of older versions, which did not name their owner); those of running
+    /// processes are blobs being written. Returns how many were removed.
+    pub fn clean_ingest(&self) -> Result<usize> {
+        let ingest = self.root.join("ingest");
+        let mut n = 0;
+        for e in fs::read_dir(&ingest).at(&ingest)? {
+            let e = e.at(&ingest)?;
+            let name = e.file_name();
+            let owner = name.to_str().and_then(Owner::from_name);
+            if owner.is_some_and(|o| o.is_alive()) {
+                continue;
+            }
+            if fs::remove_file(e.path()).is_ok() {
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 
     /// The store's root directory.
@@ -116,7 +157,16 @@ impl ContentStore {
     /// Start writing a new blob.
     pub fn writer(&self) -> Result<BlobWriter> {
         let dir = self.root.join("ingest");
-        let file = tempfile::NamedTempFile::new_in(&dir).at(&dir)?;
+        let owner = Owner::current()
+            .map(|o| o.name_prefix())
+            .ok_or_else(|| Error::Io {
+                path: dir.clone(),
+                source: io::Error::other("cannot read /proc/self/stat"),
+            })?;
+        let file = tempfile::Builder::new()
+            .prefix(&owner)
+            .tempfile_in(&dir)
+            .at(&dir)?;
         Ok(BlobWriter {
             store: self.clone(),
             file: io::BufWriter::with_capacity(256 * 1024, file),
@@ -128,7 +178,7 @@ impl ContentStore {
     /// Store `bytes` and return their digest.
     pub fn put(&self, bytes: &[u8]) -> Result<Digest> {
         let digest = Digest::sha256_of(bytes);
-        if self.contains(&digest) {
+        if self.hold(&digest)? {
             return Ok(digest);
         }
         let mut w = self.writer()?;
@@ -228,6 +278,9 @@ impl BlobWriter {
             source: e.into_error(),
         })?;
         tmp.as_file().sync_all().at(tmp.path())?;
+        // Leased before it is visible (or looked for): a prune never sees it
+        // unprotected.
+        self.store.lease_blob(&digest)?;
         let dest = self.store.blob_path(&digest);
         if dest.exists() {
             return Ok((digest, size));

@@ -86,7 +86,9 @@ pub fn export_snapshot(
         .then(|| layer_cache_key(snapshotter.name(), &info, compress, diff.source_date_epoch));
     if let (Some(c), Some(k)) = (cache, &cache_key) {
         if let Some(layer) = c.get(k)? {
-            if store.contains(&layer.descriptor.digest) {
+            // Leased before it is looked for: a concurrent prune cannot
+            // remove it once this says it is there.
+            if store.hold(&layer.descriptor.digest)? {
                 return Ok(layer);
             }
         }

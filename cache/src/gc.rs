@@ -1,18 +1,16 @@
-//! Disk usage, leases and pruning.
+//! Disk usage and pruning.
 //!
-//! A lease is one JSON file under the leases directory naming the blobs and
-//! snapshots a running build needs; [`prune`] never removes anything a live
-//! lease names, nor the parents of such snapshots, nor active or view
-//! snapshots (they are in use by definition).
+//! [`prune`] never removes anything a live lease names (see
+//! [`crate::Leases`]), nor the parents of such snapshots, nor active or view
+//! snapshots (they are in use by definition). Its caller holds the
+//! exclusive GC lock ([`crate::Leases::exclusive_lock`]) around it.
 
 use crate::export::LayerCache;
 use crate::snapshot::{Kind, Snapshotter};
-use crate::{ContentStore, Error, IoContext, Result};
+use crate::{ContentStore, IoContext, Leases, Result};
 use rbuild_graph::Digest;
-use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 /// Space used by the cache.
@@ -51,110 +49,6 @@ pub fn du(store: &ContentStore, snapshotter: Option<&dyn Snapshotter>) -> Result
     Ok(u)
 }
 
-/// What a lease protects.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Lease {
-    /// The lease id (also its file name).
-    pub id: String,
-    /// Protected blobs.
-    pub digests: BTreeSet<Digest>,
-    /// Protected snapshots (keys or names), with their parents.
-    pub snapshots: BTreeSet<String>,
-    /// Seconds since the epoch after which the lease no longer protects.
-    pub expires: Option<i64>,
-}
-
-/// The set of leases: one file per lease in a directory.
-#[derive(Clone, Debug)]
-pub struct Leases {
-    dir: PathBuf,
-}
-
-impl Leases {
-    /// Open (creating if needed) the leases directory.
-    pub fn open(dir: impl Into<PathBuf>) -> Result<Self> {
-        let dir = dir.into();
-        fs::create_dir_all(&dir).at(&dir)?;
-        Ok(Self { dir })
-    }
-
-    fn path(&self, id: &str) -> Result<PathBuf> {
-        if id.is_empty()
-            || !id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-            || id.starts_with('.')
-        {
-            return Err(Error::Lease(id.into(), "ids are [A-Za-z0-9._-]+".into()));
-        }
-        Ok(self.dir.join(format!("{id}.json")))
-    }
-
-    /// Write (create or replace) a lease.
-    pub fn put(&self, lease: &Lease) -> Result<()> {
-        let bytes = serde_json::to_vec_pretty(lease)
-            .map_err(|e| Error::Lease(lease.id.clone(), e.to_string()))?;
-        // Atomic (temp file + rename) but not fsynced: a lease only matters
-        // while its build runs, and a crash ends the build anyway.
-        let path = self.path(&lease.id)?;
-        let mut tmp = tempfile::NamedTempFile::new_in(&self.dir).at(&self.dir)?;
-        std::io::Write::write_all(&mut tmp, &bytes).at(tmp.path())?;
-        tmp.persist(&path).map_err(|e| Error::Io {
-            path: path.clone(),
-            source: e.error,
-        })?;
-        Ok(())
-    }
-
-    /// Read a lease.
-    pub fn get(&self, id: &str) -> Result<Lease> {
-        let p = self.path(id)?;
-        let b = fs::read(&p).at(&p)?;
-        serde_json::from_slice(&b).map_err(|e| Error::Lease(id.into(), e.to_string()))
-    }
-
-    /// Add protected items to lease `id` (creating it if needed).
-    pub fn add(&self, id: &str, digests: &[Digest], snapshots: &[&str]) -> Result<()> {
-        let mut lease = self.get(id).unwrap_or_else(|_| Lease {
-            id: id.into(),
-            ..Lease::default()
-        });
-        lease.digests.extend(digests.iter().cloned());
-        lease
-            .snapshots
-            .extend(snapshots.iter().map(|s| s.to_string()));
-        self.put(&lease)
-    }
-
-    /// Drop a lease (no error if missing).
-    pub fn release(&self, id: &str) -> Result<()> {
-        crate::fsutil::remove_any(&self.path(id)?)
-    }
-
-    /// All leases that have not expired.
-    pub fn live(&self) -> Result<Vec<Lease>> {
-        let now = crate::snapshot::now_secs();
-        let mut out = Vec::new();
-        for e in fs::read_dir(&self.dir).at(&self.dir)? {
-            let p = e.at(&self.dir)?.path();
-            if p.extension().and_then(|x| x.to_str()) != Some("json") {
-                continue;
-            }
-            let b = fs::read(&p).at(&p)?;
-            let lease: Lease =
-                serde_json::from_slice(&b).map_err(|err| Error::CorruptMetadata {
-                    path: p.clone(),
-                    reason: err.to_string(),
-                })?;
-            if lease.expires.is_none_or(|t| t > now) {
-                out.push(lease);
-            }
-        }
-        out.sort_by(|a, b| a.id.cmp(&b.id));
-        Ok(out)
-    }
-}
-
 /// Limits of [`prune`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PruneOptions {
@@ -177,7 +71,9 @@ pub struct PruneReport {
 
 /// Remove unprotected committed snapshots (leaves first, oldest first) and
 /// then unprotected blobs (oldest first) until usage is at most
-/// `keep_bytes`. Layer-cache entries whose blob is gone are dropped.
+/// `keep_bytes`. Layer-cache entries whose blob is gone are dropped. Hold
+/// the exclusive GC lock of `leases` around the call, so no build adds to
+/// its lease meanwhile.
 pub fn prune(
     store: &ContentStore,
     snapshotter: &dyn Snapshotter,
@@ -244,7 +140,11 @@ pub fn prune(
             continue;
         }
         let p = store.blob_path(&d);
-        let md = fs::metadata(&p).at(&p)?;
+        let md = match fs::metadata(&p) {
+            Ok(md) => md,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e).at(&p),
+        };
         let mtime = md.modified().unwrap_or(SystemTime::UNIX_EPOCH);
         let age = SystemTime::now().duration_since(mtime).unwrap_or_default();
         if age.as_secs() as i64 >= min_age {

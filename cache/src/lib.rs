@@ -39,6 +39,7 @@ mod diff;
 mod export;
 mod fsutil;
 mod gc;
+mod lease;
 mod snapshot;
 #[cfg(test)]
 mod testutil;
@@ -53,7 +54,8 @@ pub use compress::{
 pub use content::{BlobWriter, ContentStore, Descriptor};
 pub use diff::{write_layer_tar, DiffOptions, DiffSource};
 pub use export::{export_layer, export_snapshot, Layer, LayerCache};
-pub use gc::{du, prune, DiskUsage, Lease, Leases, PruneOptions, PruneReport};
+pub use gc::{du, prune, DiskUsage, PruneOptions, PruneReport};
+pub use lease::{GcLock, Lease, Leases, Owner, ProcessLease};
 pub use rbuild_graph::Digest;
 pub use snapshot::{
     open_default, unmount, CopySnapshotter, Info, Kind, MountSpec, OverlaySnapshotter, Snapshotter,
