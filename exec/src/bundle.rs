@@ -1,6 +1,15 @@
 //! The bundle directory of one run: `config.json`, the `/etc/hosts`,
 //! `/etc/resolv.conf` and `/etc/hostname` files bind-mounted from here, and
-//! copies of secrets. Removed (with the mount-point stubs) after the run.
+//! secrets. Removed (with the mount-point stubs) after the run.
+//!
+//! Secrets never touch a disk: they are written from memory into
+//! `secrets/`, a private tmpfs (mode 0700, `nosuid,nodev,noexec`, sized to
+//! fit) mounted over the bundle's `secrets` directory for this run only,
+//! and bind-mounted read-only from there into the sandbox; both runtimes
+//! see an ordinary path. Removing the bundle ([`remove_bundle_dir`]: after
+//! the run, by the helper when rbuild dies, or by `remove_stale_bundles`
+//! when both died) deletes the files and detaches the tmpfs, which frees
+//! its memory. The cost: one mount per RUN that uses a secret file.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -89,6 +98,85 @@ pub(crate) fn resolv_conf(host: Option<&str>, network: Network) -> String {
         }
     }
     out
+}
+
+/// The bytes of a secret, kept in memory; `Debug` never shows them.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretBytes(Vec<u8>);
+
+impl SecretBytes {
+    /// The secret's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl From<Vec<u8>> for SecretBytes {
+    fn from(v: Vec<u8>) -> Self {
+        SecretBytes(v)
+    }
+}
+
+impl std::fmt::Debug for SecretBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SecretBytes({} bytes)", self.0.len())
+    }
+}
+
+/// Mount the private tmpfs for the secrets of one run at `dir` (created
+/// 0700), with room for `bytes` of data in `files` files.
+fn mount_secrets_dir(dir: &Path, bytes: usize, files: usize) -> Result<()> {
+    use rustix::mount::{mount, MountFlags};
+    fs::create_dir(dir).map_err(io("create secrets dir"))?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io("chmod secrets dir"))?;
+    // Page-rounded files plus slack; inodes for the files and the root.
+    let size = (bytes + files * 4096 + 64 * 1024).next_multiple_of(4096);
+    let data = std::ffi::CString::new(format!("mode=0700,size={size},nr_inodes={}", files + 16))
+        .map_err(|_| Error::InvalidRequest("tmpfs options".into()))?;
+    mount(
+        "rbuild-secrets",
+        dir,
+        "tmpfs",
+        MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
+        data.as_c_str(),
+    )
+    .map_err(|e| Error::io(format!("mount a tmpfs for secrets on {dir:?}"), e.into()))
+}
+
+/// Write secret `data` as a new file `path` (on the secrets tmpfs) with
+/// `mode` and owner `uid:gid`.
+fn write_secret(path: &Path, data: &[u8], mode: u32, uid: u32, gid: u32) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = fs::File::options()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(io("create secret"))?;
+    f.write_all(data).map_err(io("write secret"))?;
+    std::os::unix::fs::fchown(&f, Some(uid), Some(gid)).map_err(io("chown secret"))?;
+    f.set_permissions(fs::Permissions::from_mode(mode & 0o7777))
+        .map_err(io("chmod secret"))
+}
+
+/// Remove a bundle directory: detach its secrets tmpfs (if mounted), then
+/// delete the rest. No error if it is gone already.
+pub(crate) fn remove_bundle_dir(dir: &Path) -> std::io::Result<()> {
+    let secrets = dir.join("secrets");
+    // Delete the secrets first (frees their memory even if the detach
+    // fails), then detach the tmpfs; not mounted is fine.
+    if let Ok(rd) = fs::read_dir(&secrets) {
+        for e in rd.flatten() {
+            let _ = fs::remove_file(e.path());
+        }
+    }
+    let _ = rustix::mount::unmount(&secrets, rustix::mount::UnmountFlags::DETACH);
+    match fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
 }
 
 fn check_target(target: &str) -> Result<()> {
@@ -215,23 +303,22 @@ impl Bundle {
                     (spec::tmpfs_mount(target, *size)?, StubKind::Dir)
                 }
                 ExecMount::Secret {
-                    source,
+                    data,
                     target,
                     mode,
                     uid,
                     gid,
                 } => {
-                    fs::create_dir_all(&secrets).map_err(io("create secrets dir"))?;
-                    fs::set_permissions(&secrets, fs::Permissions::from_mode(0o700))
-                        .map_err(io("chmod secrets dir"))?;
-                    let copy = secrets.join(i.to_string());
-                    fs::copy(source, &copy)
-                        .map_err(|e| Error::io(format!("copy secret {source:?}"), e))?;
-                    std::os::unix::fs::chown(&copy, Some(*uid), Some(*gid))
-                        .map_err(io("chown secret"))?;
-                    fs::set_permissions(&copy, fs::Permissions::from_mode(*mode & 0o7777))
-                        .map_err(io("chmod secret"))?;
-                    (spec::bind_mount(&copy, target, true)?, StubKind::File)
+                    if !secrets.exists() {
+                        let (bytes, files) = req.mounts.iter().fold((0, 0), |(b, n), m| match m {
+                            ExecMount::Secret { data, .. } => (b + data.as_bytes().len(), n + 1),
+                            _ => (b, n),
+                        });
+                        mount_secrets_dir(&secrets, bytes, files)?;
+                    }
+                    let file = secrets.join(i.to_string());
+                    write_secret(&file, data.as_bytes(), *mode, *uid, *gid)?;
+                    (spec::bind_mount(&file, target, true)?, StubKind::File)
                 }
                 ExecMount::Socket { source, target } => {
                     (spec::bind_mount(source, target, false)?, StubKind::File)
@@ -283,12 +370,8 @@ impl Bundle {
         }
         self.done = true;
         let stubs = self.stubs.cleanup();
-        let dir = match fs::remove_dir_all(&self.dir) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(Error::io(format!("remove bundle {:?}", self.dir), e))
-            }
-            _ => Ok(()),
-        };
+        let dir = remove_bundle_dir(&self.dir)
+            .map_err(|e| Error::io(format!("remove bundle {:?}", self.dir), e));
         stubs.and(dir)
     }
 }
@@ -315,6 +398,12 @@ mod tests {
         let real = "nameserver 10.0.0.2\n";
         assert_eq!(resolv_conf(Some(real), Network::None), real);
         assert!(resolv_conf(None, Network::Host).contains("nameserver 8.8.8.8"));
+    }
+
+    #[test]
+    fn secret_bytes_are_never_printed() {
+        let s = SecretBytes::from(b"hunter2".to_vec());
+        assert_eq!(format!("{s:?}"), "SecretBytes(7 bytes)");
     }
 
     #[test]

@@ -45,7 +45,7 @@ fn run(root: &Path, bundle: &Path, id: &str) -> i32 {
     if supervise::orphaned(start_parent) {
         // The caller died: the container is gone (the guard deleted it);
         // remove the bundle too, it may hold copies of secrets.
-        let _ = std::fs::remove_dir_all(bundle);
+        let _ = crate::bundle::remove_bundle_dir(bundle);
         return 0;
     }
     let status = match result {

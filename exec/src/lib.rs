@@ -75,6 +75,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
+pub use bundle::SecretBytes;
 pub use error::{Error, Result};
 pub use helper::{maybe_run_embedded_helper, HELPER_ARG};
 pub use supervise::clear_signal_mask;
@@ -114,12 +115,12 @@ pub enum ExecMount {
         /// Size limit in bytes (kernel default if `None`).
         size: Option<u64>,
     },
-    /// A secret file: a copy of a host file with the given mode and owner,
-    /// bind-mounted read-only. The copy lives in the bundle dir and is
-    /// removed after the run; it never reaches the rootfs.
+    /// A secret file with the given mode and owner, bind-mounted
+    /// read-only. Its bytes go from memory to a tmpfs private to the run
+    /// (never to a disk, never to the rootfs), removed after the run.
     Secret {
-        /// Host file holding the secret.
-        source: PathBuf,
+        /// The secret's bytes.
+        data: SecretBytes,
         /// Absolute path inside the sandbox.
         target: String,
         /// Permission bits (e.g. `0o400`).
@@ -293,7 +294,7 @@ pub fn remove_stale_bundles(state_dir: &Path) -> Result<usize> {
         if Path::new(&format!("/proc/{pid}")).exists() {
             continue;
         }
-        std::fs::remove_dir_all(entry.path())
+        bundle::remove_bundle_dir(&entry.path())
             .map_err(|e| Error::io(format!("remove {:?}", entry.path()), e))?;
         removed += 1;
     }

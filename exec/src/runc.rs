@@ -225,7 +225,7 @@ pub(crate) fn supervise(args: &[String]) -> i32 {
         // Nobody is left to clean up: the container, then the bundle (it
         // may hold copies of secrets).
         guard.delete();
-        let _ = std::fs::remove_dir_all(bundle);
+        let _ = crate::bundle::remove_bundle_dir(bundle);
     }
     std::mem::forget(guard);
     match status {

@@ -238,8 +238,6 @@ fn mounts_bind_tmpfs_secret(rt: Rt) {
     let src = env.tmp.path().join("ctx");
     std::fs::create_dir(&src).expect("mkdir");
     std::fs::write(src.join("f.txt"), "from host").expect("write");
-    let secret = env.tmp.path().join("secret");
-    std::fs::write(&secret, "s3cr3t").expect("write");
     let before = tree(&env.rootfs);
     let mut req = env.sh(
         "cat /ctx/f.txt; echo; touch /ctx/x 2>/dev/null && echo writable || echo readonly; \
@@ -257,7 +255,7 @@ fn mounts_bind_tmpfs_secret(rt: Rt) {
             size: None,
         },
         ExecMount::Secret {
-            source: secret,
+            data: b"s3cr3t".to_vec().into(),
             target: "/run/secrets/tok".into(),
             mode: 0o400,
             uid: 1000,
