@@ -481,30 +481,41 @@ fn lower_stages(
 }
 
 /// Post-order of the stages the `roots` need; `Err(stage)` on a cycle.
+/// Iterative (an explicit stack): a chain of thousands of stages must not
+/// overflow the thread's stack.
 fn topo(deps: &[Vec<usize>], roots: &[usize]) -> Result<Vec<usize>, usize> {
-    fn visit(
-        i: usize,
-        deps: &[Vec<usize>],
-        state: &mut [u8],
-        out: &mut Vec<usize>,
-    ) -> Result<(), usize> {
-        match state[i] {
-            2 => return Ok(()),
-            1 => return Err(i),
-            _ => {}
-        }
-        state[i] = 1;
-        for &d in &deps[i] {
-            visit(d, deps, state, out)?;
-        }
-        state[i] = 2;
-        out.push(i);
-        Ok(())
-    }
+    // 0: not seen, 1: on the path being explored, 2: done.
     let mut state = vec![0u8; deps.len()];
     let mut out = Vec::new();
+    // (stage, index of its next dependency to visit)
+    let mut path: Vec<(usize, usize)> = Vec::new();
     for &r in roots {
-        visit(r, deps, &mut state, &mut out)?;
+        if state[r] == 2 {
+            continue;
+        }
+        state[r] = 1;
+        path.push((r, 0));
+        while let Some(top) = path.last_mut() {
+            let (i, next) = *top;
+            match deps[i].get(next) {
+                Some(&d) => {
+                    top.1 += 1;
+                    match state[d] {
+                        2 => {}
+                        1 => return Err(d),
+                        _ => {
+                            state[d] = 1;
+                            path.push((d, 0));
+                        }
+                    }
+                }
+                None => {
+                    state[i] = 2;
+                    out.push(i);
+                    path.pop();
+                }
+            }
+        }
     }
     Ok(out)
 }
@@ -515,4 +526,30 @@ pub(crate) fn is_step(i: &Instruction) -> bool {
         i,
         Instruction::Run(_) | Instruction::Copy(_) | Instruction::Workdir(_)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::topo;
+
+    /// Regression: a recursive walk overflowed the stack on a long chain.
+    #[test]
+    fn topo_of_a_long_chain_does_not_recurse() {
+        let n: usize = 1_000_000;
+        let deps: Vec<Vec<usize>> = (0..n)
+            .map(|i| i.checked_sub(1).into_iter().collect())
+            .collect();
+        let order = topo(&deps, &[n - 1]).unwrap();
+        assert_eq!(order.len(), n);
+        assert!(order.iter().enumerate().all(|(i, s)| i == *s));
+    }
+
+    #[test]
+    fn topo_reports_a_cycle_and_visits_shared_deps_once() {
+        assert_eq!(topo(&[vec![1], vec![0]], &[0]), Err(0));
+        assert_eq!(
+            topo(&[vec![], vec![0], vec![0, 1]], &[2, 1]),
+            Ok(vec![0, 1, 2])
+        );
+    }
 }

@@ -24,8 +24,18 @@ fn split_ws2(s: &str) -> (&str, Option<&str>) {
     }
 }
 
+/// Deepest `ONBUILD ONBUILD …` chain the parser builds nodes for (each
+/// level is a recursive call). The instruction layer rejects any chain
+/// (BuildKit's message); the parser stops long ones with the same message.
+pub const MAX_ONBUILD_NESTING: usize = 8;
+
 /// Build a node from one logical line.
 pub(super) fn node_from_line(line: &str, escape: char) -> Result<Node, String> {
+    node_at_depth(line, escape, 0)
+}
+
+/// [`node_from_line`] for an `ONBUILD` trigger nested `depth` levels deep.
+fn node_at_depth(line: &str, escape: char, depth: usize) -> Result<Node, String> {
     let (cmd, rest) = split_ws2(line.trim_matches(is_space));
     let (args_text, flags) = match rest {
         Some(r) => extract_flags(r),
@@ -79,8 +89,11 @@ pub(super) fn node_from_line(line: &str, escape: char) -> Result<Node, String> {
             }
         }
         "onbuild" => {
+            if depth >= MAX_ONBUILD_NESTING {
+                return Err("Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed".into());
+            }
             if !rest.is_empty() {
-                node.sub = Some(Box::new(node_from_line(rest, escape)?));
+                node.sub = Some(Box::new(node_at_depth(rest, escape, depth + 1)?));
             }
         }
         _ => node.args = vec![String::new()],

@@ -8,8 +8,16 @@
 //! Supported forms: `$v ${v} ${v:-w} ${v-w} ${v:+w} ${v+w} ${v:?m} ${v?m}
 //! ${v#p} ${v##p} ${v%p} ${v%%p} ${v/p/r} ${v//p/r}`; positional (`$1`) and
 //! special parameters (`$@ $* $# $? $- $$ $! $0`) expand to nothing.
+//!
+//! Substitutions nest (`${a:-${b:-c}}`) and each level is a recursive call;
+//! [`MAX_NESTING`] bounds the depth, so a hostile Dockerfile gets an error
+//! instead of overflowing the stack (BuildKit has no bound: Go stacks grow).
 
 mod pattern;
+
+/// Deepest nesting of `${…}` substitutions accepted in one word; deeper is
+/// an error. Far beyond what any real Dockerfile writes (two or three).
+pub const MAX_NESTING: usize = 128;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -166,6 +174,7 @@ impl Lexer {
             raw_escapes: self.raw_escapes,
             split,
             track,
+            depth: 0,
             matched: BTreeSet::new(),
             unmatched: BTreeSet::new(),
         };
@@ -270,6 +279,8 @@ struct ShellWord<'a> {
     split: bool,
     /// Which variable names to record.
     track: Track,
+    /// Nesting depth of [`ShellWord::process_stop_on`] calls.
+    depth: usize,
     matched: BTreeSet<String>,
     unmatched: BTreeSet<String>,
 }
@@ -311,9 +322,17 @@ impl ShellWord<'_> {
         stop: Option<char>,
         raw_escapes: bool,
     ) -> R<(String, Vec<String>)> {
+        // The top-level call is depth 1; each `${…}` inside adds one.
+        if self.depth > MAX_NESTING {
+            return Err(format!(
+                "substitutions nested deeper than {MAX_NESTING} levels"
+            ));
+        }
         let saved = self.raw_escapes;
         self.raw_escapes = raw_escapes;
+        self.depth += 1;
         let r = self.stop_on_inner(stop);
+        self.depth -= 1;
         self.raw_escapes = saved;
         r
     }

@@ -87,3 +87,29 @@ fn raw_modes() {
         "$X ${Y} ${Z:-q}"
     );
 }
+
+/// `${a:-${a:-…x…}}` nested `depth` levels.
+fn nested(depth: usize) -> String {
+    format!("{}x{}", "${a:-".repeat(depth), "}".repeat(depth))
+}
+
+/// Regression: 10,000 nested substitutions overflowed the stack and
+/// aborted rbuild; now they are an error, and normal depths still expand.
+#[test]
+fn deep_nesting_is_an_error_not_a_stack_overflow() {
+    let l = Lexer::default();
+    assert_eq!(l.process_word(&nested(MAX_NESTING), &env()).unwrap(), "x");
+    let deep = format!("\"{}\"", nested(MAX_NESTING));
+    assert_eq!(l.process_word(&deep, &env()).unwrap(), "x");
+    for depth in [MAX_NESTING + 1, 10_000] {
+        let e = l.process_word(&nested(depth), &env()).unwrap_err();
+        assert_eq!(
+            e.message, "substitutions nested deeper than 128 levels",
+            "depth {depth}"
+        );
+        let e = l.process_words(&format!("\"{}\"", nested(depth)), &env());
+        assert!(e.is_err(), "quoted, depth {depth}");
+    }
+    let e = l.process_word(&format!("${{V/{}/y}}", nested(10_000)), &env());
+    assert!(e.is_err(), "in a replacement pattern");
+}
