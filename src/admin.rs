@@ -4,11 +4,13 @@ use crate::cli::{Cli, LoginArgs, PruneArgs};
 use crate::state;
 use anyhow::{bail, Context, Result};
 use rbuild_cache::{
-    ContentStore, Digest, Kind, LayerCache, Leases, OverlaySnapshotter, Snapshotter,
+    ContentStore, Digest, Kind, LayerCache, Lease, Leases, OverlaySnapshotter, Owner, ProcessLease,
+    Snapshotter,
 };
 use std::collections::BTreeSet;
 use std::io::Read;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 fn human(bytes: u64) -> String {
@@ -145,20 +147,58 @@ fn image_blobs(root: &Path, store: &ContentStore) -> Result<Vec<Digest>> {
     Ok(out)
 }
 
-/// Remove active snapshots and mounts left by builds that died.
-fn remove_leftovers(root: &Path, snaps: &OverlaySnapshotter) -> Result<usize> {
+/// Start a build on state dir `root`: remove secrets left by builds that
+/// died, then take the build's lease, which `store` (and its clones) adds
+/// every blob to. The lease protects until it is released or the process
+/// ends.
+pub fn start_build(root: &Path, store: &ContentStore) -> Result<Arc<ProcessLease>> {
+    remove_secret_leftovers(root).context("remove secrets of interrupted builds")?;
+    let leases = Leases::open(root.join("leases")).context("open leases")?;
+    let lease = ProcessLease::acquire(leases, "build").context("take the build's lease")?;
+    store.set_lease(lease.clone());
+    Ok(lease)
+}
+
+/// Remove what could hold secrets of builds that died: RUN bundles of dead
+/// processes (unmounting their in-memory secrets dir), and plaintext secret
+/// files older versions wrote under `tmp/<dir>/secret`. Secrets of this
+/// version live only in memory (see `rbuild_exec::ExecMount::Secret`).
+fn remove_secret_leftovers(root: &Path) -> Result<usize> {
+    let mut removed = rbuild_exec::remove_stale_bundles(&root.join("exec"))?;
+    if let Ok(rd) = std::fs::read_dir(root.join("tmp")) {
+        for e in rd.flatten() {
+            let f = e.path().join("secret");
+            if f.symlink_metadata().is_ok_and(|m| m.is_file()) && std::fs::remove_file(&f).is_ok() {
+                let _ = std::fs::remove_dir(e.path());
+                removed += 1;
+            }
+        }
+    }
+    Ok(removed)
+}
+
+/// Remove active snapshots and mounts left by builds that died. The caller
+/// holds the exclusive GC lock: no live lease changes meanwhile.
+fn remove_leftovers(root: &Path, snaps: &OverlaySnapshotter, leases: &Leases) -> Result<usize> {
     let mut removed = 0;
+    let held: BTreeSet<String> = leases
+        .live()?
+        .into_iter()
+        .flat_map(|l| l.snapshots)
+        .collect();
     for info in snaps.list()? {
-        if info.kind == Kind::Committed {
+        if info.kind == Kind::Committed || held.contains(&info.key) {
             continue;
         }
-        // Work keys are `<prefix>-<pid>-…`: leave those of live processes alone.
+        // Work keys are `<prefix>-<pid>-…`; spare those of live processes
+        // too (a key is leased before it is made, so this only matters for
+        // a build of an older version).
         let pid = info
             .key
             .split('-')
             .nth(1)
             .and_then(|p| p.parse::<u32>().ok());
-        if pid.is_some_and(|p| Path::new(&format!("/proc/{p}")).exists()) {
+        if pid.is_some_and(|p| Owner::of(p).is_some()) {
             continue;
         }
         let mnt = root.join("mnt").join(&info.key);
@@ -167,21 +207,10 @@ fn remove_leftovers(root: &Path, snaps: &OverlaySnapshotter) -> Result<usize> {
         snaps.remove(&info.key)?;
         removed += 1;
     }
-    // RUN bundles of dead builds (they may hold copies of secrets).
-    removed += rbuild_exec::remove_stale_bundles(&root.join("exec"))?;
-    // Leases of builds whose process is gone (`build-<pid>-…`).
-    if let Ok(rd) = std::fs::read_dir(root.join("leases")) {
-        for e in rd.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let pid = name
-                .strip_prefix("build-")
-                .and_then(|r| r.split('-').next())
-                .and_then(|p| p.parse::<u32>().ok());
-            if pid.is_some_and(|p| !Path::new(&format!("/proc/{p}")).exists()) {
-                let _ = std::fs::remove_file(e.path());
-            }
-        }
-    }
+    // RUN bundles and secrets of dead builds.
+    removed += remove_secret_leftovers(root)?;
+    // Leases of builds whose process is gone.
+    leases.remove_dead()?;
     // Index records whose snapshot is gone.
     let present: BTreeSet<String> = snaps.list()?.into_iter().map(|i| i.key).collect();
     if let Ok(rd) = std::fs::read_dir(root.join("index/keys")) {
@@ -203,7 +232,9 @@ fn remove_leftovers(root: &Path, snaps: &OverlaySnapshotter) -> Result<usize> {
     Ok(removed)
 }
 
-/// `rbuild prune`.
+/// `rbuild prune`. Safe beside running builds on the same state dir: it
+/// holds the exclusive GC lock throughout and spares everything a live
+/// lease names (see [`rbuild_cache::Leases`]).
 pub fn prune(cli: &Cli, args: &PruneArgs) -> Result<()> {
     let (root, store, snaps) = open(cli)?;
     let mut older_than = None;
@@ -213,22 +244,26 @@ pub fn prune(cli: &Cli, args: &PruneArgs) -> Result<()> {
             _ => bail!("invalid --filter {f:?}: expected until=DURATION"),
         }
     }
-    let leftovers = remove_leftovers(&root, &snaps)?;
+    let keep = args.keep_storage.as_deref().map(parse_size).transpose()?;
+    let leases = Leases::open(root.join("leases"))?;
+    let _gc = leases.exclusive_lock().context("take the GC lock")?;
+    let leftovers = remove_leftovers(&root, &snaps, &leases)?;
     remove_idle_locks(&root.join("locks"));
-    store.clean_ingest().ok();
+    let leftovers = leftovers + store.clean_ingest().unwrap_or(0);
     let mut freed = 0;
     let mut removed_snaps = 0;
     let mut removed_blobs = 0;
-    if args.all || args.keep_storage.is_some() {
-        let keep = args
-            .keep_storage
-            .as_deref()
-            .map(parse_size)
-            .transpose()?
-            .unwrap_or(0);
-        let leases = Leases::open(root.join("leases"))?;
-        let protect = image_blobs(&root, &store)?;
-        leases.add("rbuild-prune-images", &protect, &[])?;
+    if args.all || keep.is_some() {
+        // Images tagged in the store are kept, by a lease of this process
+        // (written directly: this process holds the GC lock).
+        let owner = Owner::current().context("read /proc/self/stat")?;
+        let id = format!("prune-{}images", owner.name_prefix());
+        leases.put(&Lease {
+            id: id.clone(),
+            digests: image_blobs(&root, &store)?.into_iter().collect(),
+            owner: Some(owner),
+            ..Lease::default()
+        })?;
         let cache = LayerCache::open(root.join("layer-cache"))?;
         let report = rbuild_cache::prune(
             &store,
@@ -236,16 +271,16 @@ pub fn prune(cli: &Cli, args: &PruneArgs) -> Result<()> {
             &leases,
             Some(&cache),
             &rbuild_cache::PruneOptions {
-                keep_bytes: keep,
+                keep_bytes: keep.unwrap_or(0),
                 older_than,
             },
         );
-        leases.release("rbuild-prune-images").ok();
+        leases.release(&id).ok();
         let report = report?;
         freed = report.freed;
         removed_snaps = report.snapshots.len();
         removed_blobs = report.blobs.len();
-        remove_leftovers(&root, &snaps)?;
+        remove_leftovers(&root, &snaps, &leases)?;
     }
     println!(
         "Removed {} snapshots, {removed_blobs} blobs, {leftovers} leftovers of interrupted builds",

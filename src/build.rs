@@ -628,6 +628,8 @@ pub fn run(cli: &Cli, args: &BuildArgs) -> Result<()> {
     }
 
     let env = open_env(cli)?;
+    // Everything this build writes or reuses is leased from here on.
+    let lease = crate::admin::start_build(&env.root, &env.store)?;
     let resolver = Resolver {
         rt: env.rt.clone(),
         client: env.client.clone(),
@@ -728,7 +730,9 @@ pub fn run(cli: &Cli, args: &BuildArgs) -> Result<()> {
     let cancel = rbuild_exec::CancelToken::new();
     let ops = Arc::new(Ops {
         store: env.store.clone(),
-        snaps: rbuild_solver::snap::Snaps::open(&env.root).context("open the snapshotter")?,
+        snaps: rbuild_solver::snap::Snaps::open(&env.root)
+            .context("open the snapshotter")?
+            .with_lease(lease.clone()),
         index: rbuild_solver::index::CacheIndex::open(&env.root.join("index"))
             .context("open the cache index")?,
         registry: env.client.clone(),
@@ -741,18 +745,7 @@ pub fn run(cli: &Cli, args: &BuildArgs) -> Result<()> {
             _ => rbuild_exec::Network::Host,
         },
         cancel: cancel.clone(),
-        lease: Some((
-            rbuild_cache::Leases::open(env.root.join("leases")).context("open leases")?,
-            format!(
-                "build-{}-{}",
-                std::process::id(),
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_nanos())
-                    .unwrap_or(0)
-            ),
-        )),
-        lease_lock: Default::default(),
+        lease: Some(lease.clone()),
         cache_mounts: env.root.join("cache-mounts"),
         tmp: env.root.join("tmp"),
         no_cache: args.no_cache,
@@ -819,9 +812,7 @@ pub fn run(cli: &Cli, args: &BuildArgs) -> Result<()> {
         anyhow::Ok(result)
     })?;
     if let Some(why) = interrupted {
-        if let Some((leases, id)) = &ops.lease {
-            let _ = leases.release(id);
-        }
+        let _ = lease.release();
         return Err(why.into());
     }
     let top = match result {
@@ -851,9 +842,7 @@ pub fn run(cli: &Cli, args: &BuildArgs) -> Result<()> {
         args,
         &mut renderer,
     );
-    if let Some((leases, id)) = &ops.lease {
-        let _ = leases.release(id);
-    }
+    let _ = lease.release();
     result
 }
 

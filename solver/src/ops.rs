@@ -77,10 +77,8 @@ pub struct Ops {
     /// Cancels running steps (Ctrl-C).
     pub cancel: rbuild_exec::CancelToken,
     /// The lease protecting this build's snapshots and blobs from a
-    /// concurrent `rbuild prune`: (leases, lease id).
-    pub lease: Option<(rbuild_cache::Leases, String)>,
-    /// Serializes updates of the lease file.
-    pub lease_lock: Mutex<()>,
+    /// concurrent `rbuild prune` (also given to the store and `snaps`).
+    pub lease: Option<Arc<rbuild_cache::ProcessLease>>,
     /// Directory for cache mounts (`RUN --mount=type=cache`).
     pub cache_mounts: PathBuf,
     /// Scratch space for mount points and secrets.
@@ -197,10 +195,8 @@ fn last_lines(buf: &VecDeque<u8>, n: usize) -> Vec<String> {
 impl Ops {
     /// Add snapshots and blobs to this build's lease.
     pub fn protect(&self, digests: &[Digest], snapshots: &[&str]) {
-        if let Some((leases, id)) = &self.lease {
-            if let Ok(_guard) = self.lease_lock.lock() {
-                let _ = leases.add(id, digests, snapshots);
-            }
+        if let Some(lease) = &self.lease {
+            let _ = lease.add(digests, snapshots);
         }
     }
 
@@ -814,21 +810,16 @@ impl Ops {
                     if let Some(name) = as_env {
                         env.push(format!("{name}={}", String::from_utf8_lossy(value)));
                     }
+                    // From memory to the run's private tmpfs: a secret is
+                    // never written to a disk (see rbuild_exec::ExecMount).
                     if !m.target.is_empty() {
-                        let d = tempfile::tempdir_in(&self.tmp)
-                            .map_err(|e| Error::Io("secret".into(), e))?;
-                        let f = d.path().join("secret");
-                        std::fs::write(&f, value).map_err(|e| Error::Io("secret".into(), e))?;
-                        use std::os::unix::fs::PermissionsExt;
-                        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(*mode))
-                            .map_err(|e| Error::Io("secret".into(), e))?;
-                        let _ = std::os::unix::fs::chown(&f, Some(*uid), Some(*gid));
-                        mounts.push(rbuild_exec::ExecMount::Bind {
-                            source: f,
+                        mounts.push(rbuild_exec::ExecMount::Secret {
+                            data: value.clone().into(),
                             target: m.target.clone(),
-                            readonly: true,
+                            mode: *mode,
+                            uid: *uid,
+                            gid: *gid,
                         });
-                        scratch_dirs.push(d);
                     }
                 }
                 MountKind::Ssh { id, required, .. } => match self.ssh.get(id) {

@@ -514,19 +514,31 @@ pub fn export_layout(
 ) -> Result<(), CacheError> {
     let blob_dir = dir.join("blobs").join("sha256");
     std::fs::create_dir_all(&blob_dir).map_err(io_err(format!("create {}", blob_dir.display())))?;
+    // Several builds may export into one directory at once: index.json is
+    // read, changed and replaced under an flock of the directory itself (no
+    // lock file in the user's layout), and every temp file has a unique
+    // name in the directory it is renamed in.
+    let lock = std::fs::File::open(dir)
+        .and_then(|f| f.lock().map(|()| f))
+        .map_err(io_err(format!("lock {}", dir.display())))?;
     for d in blobs.iter().chain(std::iter::once(manifest)) {
         let dest = layout_blob(dir, &d.digest);
         if dest.exists() {
             continue;
         }
         let src = store.blob_path(&d.digest);
-        let tmp = dest.with_extension("tmp");
         // Hard links are free when the layout is on the same filesystem.
         if std::fs::hard_link(&src, &dest).is_ok() {
             continue;
         }
-        std::fs::copy(&src, &tmp)
-            .and_then(|_| std::fs::rename(&tmp, &dest))
+        tempfile::NamedTempFile::new_in(&blob_dir)
+            .and_then(|mut tmp| {
+                std::io::copy(&mut std::fs::File::open(&src)?, &mut tmp)?;
+                use std::os::unix::fs::PermissionsExt;
+                tmp.as_file()
+                    .set_permissions(std::fs::Permissions::from_mode(0o644))?;
+                tmp.persist(&dest).map_err(|e| e.error)
+            })
             .map_err(io_err(format!("copy {} into {}", d.digest, dir.display())))?;
     }
     std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)
@@ -555,10 +567,13 @@ pub fn export_layout(
         "manifests": manifests,
     });
     let bytes = serde_json::to_vec(&index).map_err(|e| CacheError::Invalid(e.to_string()))?;
-    let tmp = dir.join("index.json.tmp");
-    std::fs::write(&tmp, bytes)
-        .and_then(|()| std::fs::rename(&tmp, &index_path))
+    tempfile::NamedTempFile::new_in(dir)
+        .and_then(|mut tmp| {
+            std::io::Write::write_all(&mut tmp, &bytes)?;
+            tmp.persist(&index_path).map_err(|e| e.error)
+        })
         .map_err(io_err(format!("write {}", index_path.display())))?;
+    drop(lock);
     Ok(())
 }
 

@@ -3,12 +3,14 @@
 
 use crate::index::LayerRecord;
 use crate::Error;
+use rbuild_cache::ProcessLease;
 use rbuild_cache::{
     ApplyTarget, CompressOptions, ContentStore, DiffOptions, Kind, LayerCache, OverlaySnapshotter,
     Snapshotter,
 };
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// An active snapshot being filled; commit or abort it.
 #[derive(Debug)]
@@ -33,6 +35,10 @@ pub struct Snaps {
     mounts: PathBuf,
     layers: LayerCache,
     counter: AtomicU64,
+    /// The build's lease: every snapshot key or name is added to it before
+    /// the snapshot is created or looked for, so a concurrent prune never
+    /// removes it.
+    lease: Option<Arc<ProcessLease>>,
 }
 
 impl Snaps {
@@ -48,7 +54,22 @@ impl Snaps {
             mounts,
             layers,
             counter: AtomicU64::new(0),
+            lease: None,
         })
+    }
+
+    /// Hold every snapshot this build makes or uses with `lease`.
+    pub fn with_lease(mut self, lease: Arc<ProcessLease>) -> Self {
+        self.lease = Some(lease);
+        self
+    }
+
+    /// Add snapshot `name` to the build's lease (before making or using it).
+    fn hold(&self, name: &str) -> Result<(), Error> {
+        match &self.lease {
+            Some(l) => Ok(l.add(&[], &[name])?),
+            None => Ok(()),
+        }
     }
 
     /// Check that overlayfs works here (root, kernel support).
@@ -65,9 +86,12 @@ impl Snaps {
         format!("{prefix}-{}-{n}-{nanos:x}", std::process::id())
     }
 
-    /// Whether a committed snapshot with this name exists.
+    /// Whether a committed snapshot with this name exists. The name is
+    /// added to the build's lease first, so a `true` stays true until the
+    /// build ends (a name that cannot be leased counts as missing).
     pub fn exists(&self, name: &str) -> bool {
-        matches!(self.inner.stat(name), Ok(i) if i.kind == Kind::Committed)
+        self.hold(name).is_ok()
+            && matches!(self.inner.stat(name), Ok(i) if i.kind == Kind::Committed)
     }
 
     /// The parent of a committed snapshot.
@@ -78,6 +102,7 @@ impl Snaps {
     /// A new active snapshot on `parent`, mounted read-write.
     pub fn prepare(&self, parent: Option<&str>) -> Result<Work, Error> {
         let key = self.fresh_key("work");
+        self.hold(&key)?;
         self.inner.prepare(&key, parent)?;
         let mountpoint = self.mounts.join(&key);
         let r = std::fs::create_dir_all(&mountpoint)
@@ -99,6 +124,7 @@ impl Snaps {
     /// [`Snaps::apply_target`] (unpacking a layer).
     pub fn prepare_unmounted(&self, parent: Option<&str>) -> Result<Work, Error> {
         let key = self.fresh_key("unpack");
+        self.hold(&key)?;
         self.inner.prepare(&key, parent)?;
         Ok(Work {
             key,
@@ -123,6 +149,10 @@ impl Snaps {
     /// meanwhile, its snapshot is used and this one removed.
     pub fn commit(&self, work: Work, name: &str) -> Result<String, Error> {
         self.release(&work);
+        if let Err(e) = self.hold(name) {
+            let _ = self.inner.remove(&work.key);
+            return Err(e);
+        }
         match self.inner.commit(name, &work.key) {
             Ok(()) => Ok(name.to_string()),
             Err(rbuild_cache::Error::SnapshotExists(_)) if self.exists(name) => {
@@ -154,6 +184,10 @@ impl Snaps {
                 mountpoint,
             });
         };
+        if let Err(e) = self.hold(&key) {
+            let _ = std::fs::remove_dir(&mountpoint);
+            return Err(e);
+        }
         let r = self
             .inner
             .view(&key, Some(s))
