@@ -27,7 +27,8 @@
 //! - A blob is visible under `blobs/sha256/<hex>` only after its size and
 //!   digest were verified and its bytes fsynced: readers never see a partial
 //!   blob, and a kill at any moment leaves at most a stray temp file under
-//!   `ingest/`, which the next open removes.
+//!   `ingest/`, named after its writer; sweeps (`rbuild prune`) remove only
+//!   those whose writer is dead.
 //! - This crate knows nothing of Dockerfiles, registries or the solver.
 
 #![deny(missing_docs)]
