@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::Mount;
 
-use crate::rootfs::{ensure_workdir, StubKind, Stubs};
+use crate::rootfs::{ensure_workdir, open_root, resolve_destinations, StubKind, Stubs};
 use crate::spec::{self, SpecInput};
 use crate::user::resolve_user;
 use crate::{Error, ExecMount, Network, Result, RunRequest};
@@ -327,8 +327,10 @@ impl Bundle {
             mounts.push(entry);
         }
 
-        // The working directory stays (BuildKit creates it too).
-        ensure_workdir(rootfs, cwd)?;
+        // The working directory stays (BuildKit creates it too). Every path
+        // inside the rootfs goes through this root handle.
+        let root = open_root(rootfs)?;
+        ensure_workdir(&root, cwd)?;
         // Mount points in the rootfs itself; those nested in an earlier
         // mount are created by the runtime inside that mount.
         let dests: Vec<String> = mounts
@@ -341,15 +343,19 @@ impl Bundle {
                 .iter()
                 .any(|p| p != "/" && Path::new(dest).starts_with(p) && p != dest);
             if !nested {
-                self.stubs.ensure(rootfs, dest, *kind)?;
+                self.stubs.ensure(&root, dest, *kind)?;
             }
         }
 
+        // The runtime gets targets resolved in-root: it never follows a
+        // link the image planted.
+        let mut mounts: Vec<Mount> = mounts.into_iter().map(|(m, _)| m).collect();
+        resolve_destinations(&root, &mut mounts)?;
         let spec = spec::build(SpecInput {
             rootfs,
             process: &req.process,
             user: &user,
-            mounts: mounts.into_iter().map(|(m, _)| m).collect(),
+            mounts,
             network: req.network,
             insecure: req.insecure,
             hostname,

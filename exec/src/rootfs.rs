@@ -1,90 +1,36 @@
-//! Paths inside the rootfs: symlink-safe resolution, the working directory,
-//! and mount-point stubs that are removed again after the run.
+//! Paths inside the rootfs, all through `rbuild-fsroot`: the working
+//! directory, mount-point stubs (created and removed through directory
+//! handles, never by a host path), and mount targets resolved inside the
+//! rootfs before they reach the runtime, so the runtime never follows a
+//! link planted by the image.
 
-use std::collections::VecDeque;
-use std::ffi::OsString;
-use std::fs;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::io;
 use std::path::{Component, Path, PathBuf};
 
-use rustix::fs::{AtFlags, Timespec, Timestamps, CWD};
+use oci_spec::runtime::Mount;
+use rbuild_fsroot::{Dir, FileType, Name, Root, Stat, MAX_SYMLINKS};
+use rustix::fs::Timespec;
 
 use crate::{Error, Result};
 
-/// Symlinks followed at most while resolving one path (as the kernel's 40,
-/// with room for deep chains in images).
-const MAX_SYMLINKS: usize = 255;
-
-/// Resolve `path` (absolute, inside the sandbox) to a host path under `root`,
-/// following symlinks as if `root` were `/`: nothing resolves outside
-/// `root`. Missing trailing components are kept as they are.
-pub(crate) fn secure_join(root: &Path, path: &str) -> Result<PathBuf> {
-    let mut pending: VecDeque<OsString> = components(Path::new(path));
-    let mut resolved = PathBuf::new();
-    let mut links = 0usize;
-    while let Some(part) = pending.pop_front() {
-        if part == ".." {
-            resolved.pop();
-            continue;
-        }
-        let candidate = root.join(&resolved).join(&part);
-        match fs::symlink_metadata(&candidate) {
-            Ok(meta) if meta.file_type().is_symlink() => {
-                links += 1;
-                if links > MAX_SYMLINKS {
-                    return Err(Error::InvalidRequest(format!(
-                        "too many symlinks resolving {path:?} in the rootfs"
-                    )));
-                }
-                let target = fs::read_link(&candidate)
-                    .map_err(|e| Error::io(format!("read symlink {candidate:?}"), e))?;
-                if target.is_absolute() {
-                    resolved = PathBuf::new();
-                }
-                let mut rest = components(&target);
-                rest.extend(pending);
-                pending = rest;
-            }
-            _ => resolved.push(&part),
-        }
-    }
-    Ok(root.join(resolved))
+/// Open the rootfs (a trusted host path) as a root.
+pub(crate) fn open_root(rootfs: &Path) -> Result<Root> {
+    Root::open(rootfs).map_err(|e| Error::io(format!("open rootfs {rootfs:?}"), e))
 }
 
-fn components(path: &Path) -> VecDeque<OsString> {
-    path.components()
-        .filter_map(|c| match c {
-            Component::Normal(n) => Some(n.to_os_string()),
-            Component::ParentDir => Some(OsString::from("..")),
-            _ => None,
-        })
-        .collect()
-}
-
-/// Create the working directory `cwd` (and missing parents) root-owned with
-/// mode 0755, as BuildKit does. It stays in the rootfs.
-pub(crate) fn ensure_workdir(root: &Path, cwd: &str) -> Result<()> {
-    let dir = secure_join(root, cwd)?;
-    match fs::metadata(&dir) {
-        Ok(m) if m.is_dir() => Ok(()),
+/// Create the working directory `cwd` (and missing parents) with mode 0755,
+/// as BuildKit does (root-owned: rbuild runs as root). Symlinks on the way
+/// resolve inside the rootfs. It stays in the rootfs.
+pub(crate) fn ensure_workdir(root: &Root, cwd: &str) -> Result<()> {
+    match root.stat(cwd, true) {
+        Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => Ok(()),
         Ok(_) => Err(Error::InvalidRequest(format!(
             "working directory {cwd:?} exists and is not a directory"
         ))),
-        Err(_) => {
-            // Create component by component so every new dir gets 0755.
-            let mut cur = root.to_path_buf();
-            let rel = dir.strip_prefix(root).unwrap_or(Path::new(""));
-            for c in rel.components() {
-                cur.push(c);
-                if fs::symlink_metadata(&cur).is_err() {
-                    fs::create_dir(&cur)
-                        .map_err(|e| Error::io(format!("create working dir {cwd:?}"), e))?;
-                    fs::set_permissions(&cur, fs::Permissions::from_mode(0o755))
-                        .map_err(|e| Error::io(format!("chmod working dir {cwd:?}"), e))?;
-                }
-            }
-            Ok(())
-        }
+        Err(_) => root
+            .create_dir_all(cwd, 0o755, None)
+            .map(drop)
+            .map_err(|e| Error::io(format!("create working dir {cwd:?}"), e)),
     }
 }
 
@@ -97,163 +43,205 @@ pub(crate) enum StubKind {
     File,
 }
 
+/// (device, inode) of a directory.
+type InodeId = (u64, u64);
+/// (atime, mtime).
+type Times = (Timespec, Timespec);
+
 /// Mount points the executor created in the rootfs, to be removed after the
 /// run (BuildKit's `MountStubsCleaner`, plus restoring the parents' times).
 #[derive(Debug, Default)]
 pub(crate) struct Stubs {
-    /// Created paths, in creation order (parents first).
-    created: Vec<PathBuf>,
-    /// Parent dirs whose times changed, with their original times.
-    parents: Vec<(PathBuf, Timestamps)>,
+    /// Created entries (parent handle, name, path for messages), in
+    /// creation order (parents first).
+    created: Vec<(Dir, Name, String)>,
+    /// Parent dirs whose times changed, with their original (atime, mtime).
+    parents: Vec<(Dir, InodeId, Times)>,
+}
+
+fn times_of(st: &Stat) -> Times {
+    (
+        Timespec {
+            tv_sec: st.st_atime as _,
+            tv_nsec: st.st_atime_nsec as _,
+        },
+        Timespec {
+            tv_sec: st.st_mtime as _,
+            tv_nsec: st.st_mtime_nsec as _,
+        },
+    )
+}
+
+/// Split `path` into its parent path and last component.
+fn split(path: &Path) -> Option<(PathBuf, Name)> {
+    let name = Name::new(path.file_name()?).ok()?;
+    Some((path.parent().unwrap_or(Path::new("/")).to_path_buf(), name))
 }
 
 impl Stubs {
-    /// Make sure the mount point for `target` exists, creating what is
-    /// missing and remembering it.
-    pub(crate) fn ensure(&mut self, root: &Path, target: &str, kind: StubKind) -> Result<()> {
-        let path = secure_join(root, target)?;
-        if fs::symlink_metadata(&path).is_ok() {
-            return Ok(());
+    /// Remember `name` in `dir` (about to be created) and `dir`'s times.
+    fn note(&mut self, dir: &Dir, name: &Name, path: String) -> io::Result<()> {
+        let st = dir.self_stat()?;
+        let id = (st.st_dev, st.st_ino);
+        if !self.parents.iter().any(|(_, p, _)| *p == id) {
+            self.parents.push((dir.try_clone()?, id, times_of(&st)));
         }
-        let rel = path
-            .strip_prefix(root)
-            .unwrap_or(Path::new(""))
-            .to_path_buf();
-        let parts: Vec<_> = rel.components().collect();
-        let mut cur = root.to_path_buf();
-        for (i, c) in parts.iter().enumerate() {
-            let parent = cur.clone();
-            cur.push(c);
-            if fs::symlink_metadata(&cur).is_ok() {
-                continue;
-            }
-            if let Some(times) = times_of(&parent) {
-                if !self.parents.iter().any(|(p, _)| *p == parent) {
-                    self.parents.push((parent.clone(), times));
-                }
-            }
-            let last = i + 1 == parts.len();
-            let res = if last && kind == StubKind::File {
-                fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .open(&cur)
-                    .map(|_| ())
-            } else {
-                fs::create_dir(&cur)
-            };
-            res.map_err(|e| Error::io(format!("create mount point {target:?}"), e))?;
-            self.created.push(cur.clone());
-        }
+        self.created.push((dir.try_clone()?, name.clone(), path));
         Ok(())
     }
 
-    /// Remove the stubs that are still empty (deepest first) and restore
-    /// the parents' access and modification times.
-    pub(crate) fn cleanup(&mut self) -> Result<()> {
-        let mut first_err = None;
-        for p in self.created.drain(..).rev() {
-            let Ok(meta) = fs::symlink_metadata(&p) else {
-                continue;
+    /// Make sure the mount point for `target` exists inside the rootfs,
+    /// creating what is missing (following symlinks inside the root, even
+    /// dangling ones, as the old path join did) and remembering it.
+    pub(crate) fn ensure(&mut self, root: &Root, target: &str, kind: StubKind) -> Result<()> {
+        let err = |e| Error::io(format!("create mount point {target:?}"), e);
+        if root.stat(target, true).is_ok() {
+            return Ok(());
+        }
+        let mut path = PathBuf::from(target);
+        for _ in 0..=MAX_SYMLINKS {
+            let Some((parent, name)) = split(&path) else {
+                return Ok(()); // the root itself
             };
-            let res = if meta.is_dir() {
-                let empty = fs::read_dir(&p).is_ok_and(|mut d| d.next().is_none());
-                if empty {
-                    fs::remove_dir(&p)
-                } else {
-                    Ok(())
+            let dir = root
+                .create_dir_all_with(&parent, 0o755, None, &mut |d, n| {
+                    let p = parent.join(n.as_os_str()).display().to_string();
+                    self.note(d, n, p)
+                })
+                .map_err(err)?;
+            match dir.try_stat(&name).map_err(err)? {
+                Some(st) if FileType::from_raw_mode(st.st_mode) == FileType::Symlink => {
+                    let link = dir.read_link(&name).map_err(err)?;
+                    path = if link.is_absolute() {
+                        link
+                    } else {
+                        parent.join(link)
+                    };
                 }
-            } else if meta.is_file() && meta.size() == 0 {
-                fs::remove_file(&p)
-            } else {
-                Ok(())
-            };
-            if let Err(e) = res {
-                first_err.get_or_insert(Error::io(format!("remove mount point {p:?}"), e));
+                Some(_) => return Ok(()),
+                None => {
+                    self.note(&dir, &name, path.display().to_string())
+                        .map_err(err)?;
+                    match kind {
+                        StubKind::File => dir.create_file(&name, 0o644).map(drop),
+                        StubKind::Dir => dir.create_dir(&name, 0o755),
+                    }
+                    .map_err(err)?;
+                    return Ok(());
+                }
             }
         }
-        for (p, times) in self.parents.drain(..).rev() {
+        Err(err(rustix::io::Errno::LOOP.into()))
+    }
+
+    /// Remove the stubs that are still empty (deepest first) and restore
+    /// the parents' access and modification times. Everything goes through
+    /// the handles taken at creation: nothing is looked up by path again.
+    pub(crate) fn cleanup(&mut self) -> Result<()> {
+        let mut first_err = None;
+        for (dir, name, path) in self.created.drain(..).rev() {
+            let Ok(Some(st)) = dir.try_stat(&name) else {
+                continue;
+            };
+            let empty = match FileType::from_raw_mode(st.st_mode) {
+                FileType::Directory => dir
+                    .open_dir(&name)
+                    .and_then(|d| d.entries())
+                    .is_ok_and(|e| e.is_empty()),
+                FileType::RegularFile => st.st_size == 0,
+                _ => false,
+            };
+            if empty {
+                if let Err(e) = dir.remove_all(&name) {
+                    first_err.get_or_insert(Error::io(format!("remove mount point {path:?}"), e));
+                }
+            }
+        }
+        for (dir, _, (atime, mtime)) in self.parents.drain(..).rev() {
             // Best effort: a parent the process removed has no times to restore.
-            let _ = rustix::fs::utimensat(CWD, &p, &times, AtFlags::SYMLINK_NOFOLLOW);
+            let _ = dir.set_self_times(atime, mtime);
         }
         first_err.map_or(Ok(()), Err)
     }
 }
 
-fn times_of(path: &Path) -> Option<Timestamps> {
-    let st = rustix::fs::lstat(path).ok()?;
-    Some(Timestamps {
-        last_access: Timespec {
-            tv_sec: st.st_atime,
-            tv_nsec: st.st_atime_nsec as _,
-        },
-        last_modification: Timespec {
-            tv_sec: st.st_mtime,
-            tv_nsec: st.st_mtime_nsec as _,
-        },
-    })
+/// `path` resolved inside `root`: every existing component with its
+/// symlinks followed inside the root, missing trailing components kept as
+/// they are (they are not links: they do not exist). A dangling link is
+/// refused: the runtime would follow it.
+pub(crate) fn resolve_target(root: &Root, path: &Path) -> io::Result<PathBuf> {
+    match root.real_path(path, true) {
+        Ok(p) => Ok(p),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if root.exists(path)? {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("{} is a dangling symlink", path.display()),
+                ));
+            }
+            match split(path) {
+                Some((parent, name)) => Ok(resolve_target(root, &parent)?.join(name.as_os_str())),
+                None => Ok(PathBuf::from("/")),
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether `path` is absolute and has no `..`.
+fn clean(path: &Path) -> bool {
+    path.is_absolute() && !path.components().any(|c| c == Component::ParentDir)
+}
+
+/// Rewrite every mount destination to its in-root resolution, so the
+/// runtime is handed paths without symlinks: a destination in the rootfs
+/// itself is resolved in the rootfs (its stub exists by now); one nested in
+/// an earlier bind mount is resolved inside that mount's source (the tree
+/// the runtime will find there); one nested in a kernel filesystem mount
+/// (`/dev/pts` in `/dev`'s tmpfs, a tmpfs) only gets its parent's
+/// resolution, as nothing can have planted links there.
+pub(crate) fn resolve_destinations(root: &Root, mounts: &mut [Mount]) -> Result<()> {
+    let original: Vec<PathBuf> = mounts.iter().map(|m| m.destination().clone()).collect();
+    let mut resolved: Vec<PathBuf> = Vec::with_capacity(mounts.len());
+    for (i, dest) in original.iter().enumerate() {
+        if !clean(dest) {
+            return Err(Error::InvalidRequest(format!(
+                "mount target {dest:?} is not a clean absolute path"
+            )));
+        }
+        let err = |e| Error::io(format!("resolve mount target {dest:?}"), e);
+        // The deepest earlier mount this one is nested in.
+        let parent = (0..i)
+            .filter(|&j| {
+                let p = &original[j];
+                p != Path::new("/") && p != dest && dest.starts_with(p)
+            })
+            .max_by_key(|&j| original[j].components().count());
+        let r = match parent {
+            None => resolve_target(root, dest).map_err(err)?,
+            Some(j) => {
+                let rest = dest.strip_prefix(&original[j]).unwrap_or(dest);
+                let m = &mounts[j];
+                let source = m.source().as_ref().filter(|s| s.is_dir());
+                let inner = match (m.typ().as_deref(), source) {
+                    (Some("bind"), Some(src)) => {
+                        let src_root = Root::open(src).map_err(err)?;
+                        resolve_target(&src_root, &Path::new("/").join(rest)).map_err(err)?
+                    }
+                    _ => Path::new("/").join(rest),
+                };
+                let inner = inner.strip_prefix("/").unwrap_or(&inner).to_path_buf();
+                resolved[j].join(inner)
+            }
+        };
+        resolved.push(r);
+    }
+    for (m, r) in mounts.iter_mut().zip(resolved) {
+        m.set_destination(r);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::os::unix::fs::symlink;
-
-    #[test]
-    fn secure_join_stays_in_root() -> Result<()> {
-        let tmp = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
-        let root = tmp.path();
-        fs::create_dir_all(root.join("a/b")).map_err(|e| Error::io("mkdir", e))?;
-        symlink("/a", root.join("abs")).map_err(|e| Error::io("symlink", e))?;
-        symlink("../../../..", root.join("a/up")).map_err(|e| Error::io("symlink", e))?;
-        assert_eq!(secure_join(root, "/abs/b")?, root.join("a/b"));
-        assert_eq!(secure_join(root, "/a/up/etc")?, root.join("etc"));
-        assert_eq!(secure_join(root, "/../../x")?, root.join("x"));
-        assert_eq!(secure_join(root, "/a/missing/c")?, root.join("a/missing/c"));
-        Ok(())
-    }
-
-    #[test]
-    fn stubs_are_removed_and_times_restored() -> Result<()> {
-        let tmp = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
-        let root = tmp.path();
-        fs::create_dir(root.join("etc")).map_err(|e| Error::io("mkdir", e))?;
-        let old = Timestamps {
-            last_access: Timespec {
-                tv_sec: 1000,
-                tv_nsec: 0,
-            },
-            last_modification: Timespec {
-                tv_sec: 2000,
-                tv_nsec: 0,
-            },
-        };
-        rustix::fs::utimensat(CWD, root.join("etc"), &old, AtFlags::empty())
-            .map_err(|e| Error::io("utimensat", e.into()))?;
-        let mut stubs = Stubs::default();
-        stubs.ensure(root, "/etc/hosts", StubKind::File)?;
-        stubs.ensure(root, "/proc", StubKind::Dir)?;
-        stubs.ensure(root, "/x/y/z", StubKind::Dir)?;
-        assert!(root.join("etc/hosts").is_file());
-        assert!(root.join("x/y/z").is_dir());
-        stubs.cleanup()?;
-        assert!(!root.join("etc/hosts").exists());
-        assert!(!root.join("x").exists());
-        assert!(!root.join("proc").exists());
-        let st = fs::metadata(root.join("etc")).map_err(|e| Error::io("stat", e))?;
-        assert_eq!(st.mtime(), 2000);
-        Ok(())
-    }
-
-    #[test]
-    fn non_empty_stub_is_kept() -> Result<()> {
-        let tmp = tempfile::tempdir().map_err(|e| Error::io("tempdir", e))?;
-        let root = tmp.path();
-        let mut stubs = Stubs::default();
-        stubs.ensure(root, "/data", StubKind::Dir)?;
-        fs::write(root.join("data/f"), b"x").map_err(|e| Error::io("write", e))?;
-        stubs.cleanup()?;
-        assert!(root.join("data/f").exists());
-        Ok(())
-    }
-}
+#[path = "rootfs_tests.rs"]
+mod tests;

@@ -4,7 +4,9 @@
 
 use std::path::Path;
 
-use crate::rootfs::secure_join;
+use rbuild_fsroot::Root;
+
+use crate::rootfs::open_root;
 use crate::{Error, Result};
 
 /// A user resolved inside the rootfs.
@@ -33,9 +35,10 @@ struct GroupEntry {
     members: Vec<String>,
 }
 
-fn read_in_root(root: &Path, path: &str) -> Result<Option<String>> {
-    let host = secure_join(root, path)?;
-    match std::fs::read(&host) {
+/// Read `path` through the rootfs's root handle: symlinks resolve inside
+/// the rootfs, and only a regular file is read (never a fifo or a device).
+fn read_in_root(root: &Root, path: &str) -> Result<Option<String>> {
+    match root.read(path) {
         Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(Error::io(format!("read {path} in rootfs"), e)),
@@ -84,6 +87,7 @@ fn parse_group(text: &str) -> Vec<GroupEntry> {
 /// rootfs at `root`. A numeric uid without a passwd entry gets gid 0 unless a
 /// group is given; a name that is not in `/etc/passwd` is an error.
 pub fn resolve_user(root: &Path, user: &str) -> Result<ResolvedUser> {
+    let root = &open_root(root)?;
     let passwd = read_in_root(root, "/etc/passwd")?
         .map(|t| parse_passwd(&t))
         .unwrap_or_default();
@@ -184,6 +188,32 @@ mod tests {
             .as_ref()
             .map(|u| (u.uid, u.gid, u.additional_gids.as_slice()));
         assert_eq!(got, expected, "user {user:?}");
+    }
+
+    #[test]
+    fn passwd_is_read_inside_the_rootfs() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let (root, host) = (tmp.path().join("root"), tmp.path().join("host"));
+        std::fs::create_dir_all(root.join("etc")).expect("mkdir");
+        std::fs::create_dir(&host).expect("mkdir");
+        std::fs::write(host.join("passwd"), "evil:x:4242:4242::/:/bin/sh\n").expect("write");
+        // /etc/passwd -> <host passwd>: resolved in the rootfs, it is missing.
+        std::os::unix::fs::symlink(host.join("passwd"), root.join("etc/passwd")).expect("ln");
+        assert!(
+            resolve_user(&root, "evil").is_err(),
+            "read the host's passwd"
+        );
+        // A fifo is never opened (it would block).
+        std::fs::remove_file(root.join("etc/passwd")).expect("rm");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            root.join("etc/passwd"),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            0,
+        )
+        .expect("mkfifo");
+        assert!(resolve_user(&root, "0").is_err());
     }
 
     #[test]

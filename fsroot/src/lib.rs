@@ -192,7 +192,20 @@ impl Root {
         mode: u32,
         owner: Option<(u32, u32)>,
     ) -> io::Result<Dir> {
-        resolve::create_dir_all(self, path.as_ref(), mode, owner, 0)
+        self.create_dir_all_with(path, mode, owner, &mut |_, _| Ok(()))
+    }
+
+    /// [`Root::create_dir_all`], calling `before_create` with the parent
+    /// handle and the name of each directory just before it is created (to
+    /// remember what to remove again, and the parent's times to restore).
+    pub fn create_dir_all_with(
+        &self,
+        path: impl AsRef<Path>,
+        mode: u32,
+        owner: Option<(u32, u32)>,
+        before_create: &mut dyn FnMut(&Dir, &Name) -> io::Result<()>,
+    ) -> io::Result<Dir> {
+        resolve::create_dir_all(self, path.as_ref(), mode, owner, 0, before_create)
     }
 
     /// Metadata of `path`; the last component is followed only if

@@ -172,6 +172,7 @@ pub(crate) fn create_dir_all(
     mode: u32,
     owner: Option<(u32, u32)>,
     depth: usize,
+    before_create: &mut dyn FnMut(&Dir, &Name) -> io::Result<()>,
 ) -> io::Result<Dir> {
     if depth > MAX_SYMLINKS {
         return Err(Errno::LOOP.into());
@@ -205,12 +206,13 @@ pub(crate) fn create_dir_all(
                 for rest in &comps[i + 1..] {
                     next.push(OsStr::from_bytes(rest));
                 }
-                return create_dir_all(root, &next, mode, owner, depth + 1);
+                return create_dir_all(root, &next, mode, owner, depth + 1, before_create);
             }
             Ok(_) => return Err(Errno::NOTDIR.into()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
+        before_create(&cur, &name)?;
         match cur.create_dir(&name, mode) {
             Ok(()) => {
                 if let Some((uid, gid)) = owner {

@@ -266,3 +266,28 @@ fn nodes_read_what_they_opened() {
         assert!(f.into_dir().is_err());
     }
 }
+
+#[test]
+fn create_dir_all_with_names_what_it_creates() {
+    for r in BOTH {
+        let (_t, root, outside) = setup();
+        fs::create_dir(root.join("a")).expect("mkdir");
+        symlink("/a/real", root.join("a/link")).expect("ln");
+        let root_h = Root::open_with(&root, r).expect("root");
+        let mut created = Vec::new();
+        root_h
+            .create_dir_all_with("/a/link/b", 0o755, None, &mut |d, n| {
+                created.push((d.self_stat()?.st_ino, n.clone()));
+                Ok(())
+            })
+            .expect("mkdir");
+        let a_ino = fs::metadata(root.join("a")).expect("md").ino();
+        let real_ino = fs::metadata(root.join("a/real")).expect("md").ino();
+        assert_eq!(
+            created,
+            vec![(a_ino, name("real")), (real_ino, name("b"))],
+            "{r:?}"
+        );
+        assert!(!outside.join("b").exists());
+    }
+}
