@@ -88,7 +88,8 @@ pub use push::{PushImage, PushOptions};
 pub use rbuild_cache::{ContentStore, Descriptor};
 pub use rbuild_graph::{Digest, Platform};
 pub use reference::{
-    api_host, normalize_registry, Reference, DEFAULT_TAG, DOCKER_HUB, DOCKER_HUB_API,
+    api_host, normalize_registry, parse_normalized, Reference, DEFAULT_TAG, DOCKER_HUB,
+    DOCKER_HUB_API,
 };
 
 impl Client {

@@ -164,6 +164,36 @@ impl fmt::Display for Reference {
     }
 }
 
+/// docker's message for a malformed reference.
+pub const INVALID_FORMAT: &str = "invalid reference format";
+/// docker's message for a reference whose repository has capitals.
+pub const NOT_LOWERCASE: &str = "invalid reference format: repository name must be lowercase";
+
+/// Parse `input` as docker parses a name given on its command line
+/// (`-t`, `docker-image://`, a cache `ref=`): [`Reference::parse`]'s
+/// grammar, but the error is docker's own text ([`NOT_LOWERCASE`],
+/// [`INVALID_FORMAT`], or the one for a 64-hex-digit name), which scripts
+/// match on.
+pub fn parse_normalized(input: &str) -> std::result::Result<Reference, String> {
+    let hex64 = input.len() == 64
+        && input
+            .bytes()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c));
+    if hex64 {
+        return Err(format!(
+            "invalid repository name ({input}), cannot specify 64-byte hexadecimal strings"
+        ));
+    }
+    // docker checks capitals first: in the repository name after the
+    // registry, up to the first ':' (so a bad tag after it does not hide them).
+    let (_, remainder) = split_domain(input);
+    let remote = remainder.split(':').next().unwrap_or(remainder);
+    if remote.bytes().any(|c| c.is_ascii_uppercase()) {
+        return Err(NOT_LOWERCASE.to_string());
+    }
+    Reference::parse(input).map_err(|_| INVALID_FORMAT.to_string())
+}
+
 /// The API host for a registry name (`docker.io` → `registry-1.docker.io`).
 pub fn api_host(registry: &str) -> &str {
     if registry == DOCKER_HUB || registry == "index.docker.io" {
@@ -322,6 +352,37 @@ fn valid_component(c: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn docker_messages_for_command_line_names() {
+        for (input, expected) in [
+            ("UPPER/Bad:tag:x", NOT_LOWERCASE),
+            ("Busybox", NOT_LOWERCASE),
+            ("reg.io/Org/app", NOT_LOWERCASE),
+            ("app:tag:x", INVALID_FORMAT),
+            ("app:", INVALID_FORMAT),
+            ("-app", INVALID_FORMAT),
+            ("", INVALID_FORMAT),
+            ("app@sha256:1", INVALID_FORMAT),
+        ] {
+            assert_eq!(
+                parse_normalized(input).expect_err(input),
+                expected,
+                "{input:?}"
+            );
+        }
+        let hex = "a".repeat(64);
+        assert!(parse_normalized(&hex)
+            .expect_err("64 hex digits")
+            .contains("cannot specify 64-byte hexadecimal strings"));
+        // A capital tag and a capital registry are fine, as in docker.
+        let r = parse_normalized("Reg.IO:5000/app:V1").expect("capital registry");
+        assert_eq!(r.to_string(), "Reg.IO:5000/app:V1");
+        assert_eq!(
+            parse_normalized("busybox").expect("busybox").to_string(),
+            "docker.io/library/busybox:latest"
+        );
+    }
 
     fn check(input: &str, expected: &str) {
         let r = Reference::parse(input).unwrap_or_else(|e| panic!("{input}: {e}"));
