@@ -3,7 +3,7 @@
 //! requests, renewed before they expire), and credential verification for
 //! `login`.
 
-use crate::client::{error_message, lock, Client, Endpoint, Scope};
+use crate::client::{error_message, lock, Client, Endpoint, Failed, Scope};
 use crate::config::{is_loopback, Credential};
 use crate::error::error_chain;
 use crate::reference::api_host;
@@ -144,45 +144,66 @@ impl Client {
         let realm_host = url.host_str().unwrap_or_default().to_string();
         let http = self.http(is_loopback(&realm_host), &self.inner.config.ca_files)?;
         let attempts = self.inner.config.max_attempts;
-        let resp = self
-            .retrying(registry, attempts, || {
-                let rb = http.get(url.clone());
-                let rb = match cred {
-                    Some(c) => rb.header(AUTHORIZATION, basic(c)),
-                    None => rb,
-                };
-                rb.send()
-            })
-            .await?;
-        let status = resp.status();
-        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-            let msg = error_message(resp).await;
-            return Err(unauthorized(
-                registry,
-                &format!("token server {realm_host}: {msg}"),
-                cred,
-            ));
-        }
-        if !status.is_success() {
-            let msg = error_message(resp).await;
-            return Err(Error::Status {
-                registry: registry.to_string(),
-                status: status.as_u16(),
-                method: "GET".into(),
-                url: realm.to_string(),
-                message: msg,
-            });
-        }
         #[derive(serde::Deserialize)]
         struct TokenResponse {
             token: Option<String>,
             access_token: Option<String>,
             expires_in: Option<u64>,
         }
-        let bytes = resp.bytes().await.map_err(|e| Error::Transport {
-            registry: registry.to_string(),
-            message: error_chain(&e),
-        })?;
+        // The request is retried by `retrying`; a body that breaks off or
+        // comes up short is fetched again by `refetching`.
+        let what = format!("token from {realm_host}");
+        let bytes = self
+            .refetching(&what, || async {
+                let resp = self
+                    .retrying(registry, attempts, || {
+                        let rb = http.get(url.clone());
+                        let rb = match cred {
+                            Some(c) => rb.header(AUTHORIZATION, basic(c)),
+                            None => rb,
+                        };
+                        rb.send()
+                    })
+                    .await?;
+                let status = resp.status();
+                if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+                    let msg = error_message(resp).await;
+                    return Err(Failed::Final(unauthorized(
+                        registry,
+                        &format!("token server {realm_host}: {msg}"),
+                        cred,
+                    )));
+                }
+                if !status.is_success() {
+                    let msg = error_message(resp).await;
+                    return Err(Failed::Final(Error::Status {
+                        registry: registry.to_string(),
+                        status: status.as_u16(),
+                        method: "GET".into(),
+                        url: realm.to_string(),
+                        message: msg,
+                    }));
+                }
+                let declared = resp.content_length();
+                let bytes = resp.bytes().await.map_err(|e| {
+                    Failed::Body(Error::Transport {
+                        registry: registry.to_string(),
+                        message: format!(
+                            "token server {realm_host}: reading the body of GET {realm}: {}",
+                            error_chain(&e)
+                        ),
+                    })
+                })?;
+                if declared.is_some_and(|l| (bytes.len() as u64) < l) {
+                    return Err(Failed::Body(Error::SizeMismatch {
+                        what: format!("token from GET {realm}"),
+                        expected: declared.unwrap_or_default(),
+                        actual: bytes.len() as u64,
+                    }));
+                }
+                Ok(bytes)
+            })
+            .await?;
         let t: TokenResponse = serde_json::from_slice(&bytes).map_err(|e| Error::Protocol {
             registry: registry.to_string(),
             message: format!("token server {realm_host}: invalid JSON: {e}"),

@@ -372,10 +372,50 @@ impl Client {
                         tokio::time::sleep(self.backoff(attempt)).await;
                         continue;
                     }
+                    let mut message = error_chain(&e);
+                    if attempt > 1 {
+                        message.push_str(&format!(" (after {attempt} attempts)"));
+                    }
                     return Err(Error::Transport {
                         registry: registry.to_string(),
-                        message: error_chain(&e),
+                        message,
                     });
+                }
+            }
+        }
+    }
+
+    /// Run a whole fetch (request, body, verification) up to
+    /// `max_attempts` times: again when its body breaks off, comes up short
+    /// of its `Content-Length` or fails its digest ([`Failed::Body`]).
+    /// Failures up to the response status are [`Failed::Final`]: [`send`]
+    /// (or [`retrying`]) already retried them.
+    ///
+    /// [`send`]: Client::send
+    /// [`retrying`]: Client::retrying
+    pub(crate) async fn refetching<T, F, Fut>(&self, what: &str, mut f: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<T, Failed>>,
+    {
+        let max = self.inner.config.max_attempts.max(1);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match f().await {
+                Ok(v) => return Ok(v),
+                Err(Failed::Final(e)) => return Err(e),
+                Err(Failed::Body(e)) if attempt < max => {
+                    tracing::debug!(what, error = %e, attempt, "body failed, fetching again");
+                    tokio::time::sleep(self.backoff(attempt)).await;
+                }
+                Err(Failed::Body(mut e)) => {
+                    if let Error::Transport { message, .. } = &mut e {
+                        if attempt > 1 {
+                            message.push_str(&format!(" (after {attempt} attempts)"));
+                        }
+                    }
+                    return Err(e);
                 }
             }
         }
@@ -386,6 +426,20 @@ impl Client {
         let base = self.inner.config.backoff;
         base.saturating_mul(1 << attempt.saturating_sub(1).min(10))
             .min(Duration::from_secs(10))
+    }
+}
+
+/// How one attempt of a [`Client::refetching`] fetch failed.
+pub(crate) enum Failed {
+    /// A failure not worth fetching again for.
+    Final(Error),
+    /// The body broke off, came up short or failed verification.
+    Body(Error),
+}
+
+impl From<Error> for Failed {
+    fn from(e: Error) -> Self {
+        Failed::Final(e)
     }
 }
 

@@ -1,7 +1,7 @@
 //! Resolve (manifest, index, platform, config) and pull (blobs into the
 //! content store, verified while streaming).
 
-use crate::client::{error_message, Client, Endpoint, Scope};
+use crate::client::{error_message, Client, Endpoint, Failed, Scope};
 use crate::error::error_chain;
 use crate::manifest::{list_platforms, media, select_platform, ManifestDoc};
 use crate::reference::Reference;
@@ -153,6 +153,8 @@ impl Client {
         })
     }
 
+    /// Fetch a manifest or index; by digest, its digest is checked. A body
+    /// that breaks off, comes up short or fails the check is fetched again.
     async fn fetch_manifest(
         &self,
         ep: &Endpoint,
@@ -160,6 +162,21 @@ impl Client {
         reference: &Reference,
         object: &str,
     ) -> Result<Fetched> {
+        let what = format!("manifest {}:{object}", reference.name());
+        self.refetching(&what, || {
+            self.fetch_manifest_once(ep, scope, reference, object, &what)
+        })
+        .await
+    }
+
+    async fn fetch_manifest_once(
+        &self,
+        ep: &Endpoint,
+        scope: &Scope,
+        reference: &Reference,
+        object: &str,
+        what: &str,
+    ) -> std::result::Result<Fetched, Failed> {
         let probe = self.probe(ep).await?;
         let url = format!(
             "{}/v2/{}/manifests/{object}",
@@ -175,15 +192,23 @@ impl Client {
                 true,
             )
             .await?;
-        let what = format!("manifest {}:{object}", reference.name());
-        let resp = check_status(ep, "GET", &url, resp, &what, StatusCode::OK).await?;
+        let resp = check_status(ep, "GET", &url, resp, what, StatusCode::OK).await?;
         let content_type = resp
             .headers()
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(|s| s.split(';').next().unwrap_or(s).trim().to_string());
-        let bytes = read_limited(ep, resp, MAX_MANIFEST, &what).await?;
+        let bytes = read_limited(ep, resp, MAX_MANIFEST, what, &url).await?;
         let digest = Digest::sha256_of(&bytes);
+        if let Ok(want) = object.parse::<Digest>() {
+            if want != digest {
+                return Err(Failed::Body(Error::DigestMismatch {
+                    what: format!("{what} from {url}"),
+                    expected: want,
+                    actual: digest,
+                }));
+            }
+        }
         let (doc, media_type) = ManifestDoc::parse(&bytes, content_type.as_deref(), &ep.name)?;
         Ok(Fetched {
             bytes,
@@ -193,6 +218,8 @@ impl Client {
         })
     }
 
+    /// Fetch a small blob (a config) whole and verify it; fetched again
+    /// when the body breaks off, comes up short or fails verification.
     async fn fetch_small_blob(
         &self,
         ep: &Endpoint,
@@ -200,17 +227,20 @@ impl Client {
         reference: &Reference,
         desc: &Descriptor,
     ) -> Result<Vec<u8>> {
-        let probe = self.probe(ep).await?;
-        let url = format!(
-            "{}/v2/{}/blobs/{}",
-            probe.base, reference.repository, desc.digest
-        );
         let what = format!("blob {}@{}", reference.name(), desc.digest);
-        let resp = self.send(ep, scope, Method::GET, &url, &Ok, true).await?;
-        let resp = check_status(ep, "GET", &url, resp, &what, StatusCode::OK).await?;
-        let bytes = read_limited(ep, resp, desc.size, &what).await?;
-        verify_bytes(&what, &bytes, desc)?;
-        Ok(bytes)
+        self.refetching(&what, || async {
+            let probe = self.probe(ep).await?;
+            let url = format!(
+                "{}/v2/{}/blobs/{}",
+                probe.base, reference.repository, desc.digest
+            );
+            let resp = self.send(ep, scope, Method::GET, &url, &Ok, true).await?;
+            let resp = check_status(ep, "GET", &url, resp, &what, StatusCode::OK).await?;
+            let bytes = read_limited(ep, resp, desc.size, &what, &url).await?;
+            verify_bytes(&format!("{what} from {url}"), &bytes, desc).map_err(Failed::Body)?;
+            Ok(bytes)
+        })
+        .await
     }
 
     /// Download one blob into `store`, verifying size and digest while
@@ -256,7 +286,12 @@ impl Client {
         loop {
             attempt += 1;
             match self.download(ep, &scope, reference, desc, store).await {
-                Err(e) if e.is_transient() && attempt < max => {
+                // A digest mismatch may be a corrupted transfer: fetch
+                // again; a registry that keeps serving it fails in the end.
+                Err(e)
+                    if (e.is_transient() || matches!(e, Error::DigestMismatch { .. }))
+                        && attempt < max =>
+                {
                     tracing::debug!(digest = %desc.digest, error = %e, attempt, "blob download failed, retrying");
                     tokio::time::sleep(self.backoff(attempt)).await;
                 }
@@ -334,7 +369,10 @@ impl Client {
                 Err(e) => {
                     failure = Some(Error::Transport {
                         registry: ep.name.clone(),
-                        message: format!("{what}: {}", error_chain(&e)),
+                        message: format!(
+                            "{what}: reading the body of GET {url}: {}",
+                            error_chain(&e)
+                        ),
                     });
                     break;
                 }
@@ -434,35 +472,48 @@ fn content_length(resp: &reqwest::Response) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
-/// Read a body of at most `limit` bytes.
+/// Read a body of at most `limit` bytes, and all of its `Content-Length`.
+/// A body that breaks off or comes up short is [`Failed::Body`] (worth
+/// fetching again); a body over `limit` is final. Errors name `url`.
 async fn read_limited(
     ep: &Endpoint,
     resp: reqwest::Response,
     limit: u64,
     what: &str,
-) -> Result<Vec<u8>> {
-    if content_length(&resp).is_some_and(|l| l > limit) {
-        return Err(Error::Protocol {
+    url: &str,
+) -> std::result::Result<Vec<u8>, Failed> {
+    let too_large = || {
+        Failed::Final(Error::Protocol {
             registry: ep.name.clone(),
             message: format!("{what}: larger than {limit} bytes"),
-        });
+        })
+    };
+    let declared = content_length(&resp);
+    if declared.is_some_and(|l| l > limit) {
+        return Err(too_large());
     }
     let mut out = Vec::new();
     let mut stream = resp.bytes_stream();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| Error::Transport {
-            registry: ep.name.clone(),
-            message: format!("{what}: {}", error_chain(&e)),
+        let chunk = chunk.map_err(|e| {
+            Failed::Body(Error::Transport {
+                registry: ep.name.clone(),
+                message: format!("{what}: reading the body of GET {url}: {}", error_chain(&e)),
+            })
         })?;
         if out.len() as u64 + chunk.len() as u64 > limit {
-            return Err(Error::Protocol {
-                registry: ep.name.clone(),
-                message: format!("{what}: larger than {limit} bytes"),
-            });
+            return Err(too_large());
         }
         out.extend_from_slice(&chunk);
     }
-    Ok(out)
+    match declared {
+        Some(l) if (out.len() as u64) < l => Err(Failed::Body(Error::SizeMismatch {
+            what: format!("{what} from {url}"),
+            expected: l,
+            actual: out.len() as u64,
+        })),
+        _ => Ok(out),
+    }
 }
 
 fn verify_bytes(what: &str, bytes: &[u8], desc: &Descriptor) -> Result<()> {

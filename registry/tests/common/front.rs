@@ -20,9 +20,53 @@ fn full(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
     r
 }
 
+/// A failure a [`Front`] injects into requests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultKind {
+    /// Close the connection without answering (a connection reset).
+    Reset,
+    /// Send the status, headers (with the full `Content-Length`) and half
+    /// the body, then drop the connection.
+    Truncate,
+    /// Flip the first byte of the body.
+    Corrupt,
+}
+
+/// Inject `kind` into the first `times` requests with `method` whose path
+/// contains `path` (`/token` for token requests).
+pub struct Fault {
+    /// HTTP method.
+    pub method: &'static str,
+    /// Substring of the path.
+    pub path: String,
+    /// What to do.
+    pub kind: FaultKind,
+    /// How many more requests to do it to.
+    pub times: AtomicUsize,
+}
+
+impl Fault {
+    /// A fault for the first `times` matching requests.
+    pub fn new(method: &'static str, path: &str, kind: FaultKind, times: usize) -> Self {
+        Fault {
+            method,
+            path: path.to_string(),
+            kind,
+            times: AtomicUsize::new(times),
+        }
+    }
+}
+
+/// Response header by which a handler asks [`serve`] to reset the
+/// connection instead of answering.
+const RESET: &str = "x-front-reset";
+
 /// What a [`Front`] does besides proxying.
 #[derive(Default)]
 pub struct FrontPolicy {
+    /// Failures injected into matching requests (the first matching fault
+    /// with requests left applies).
+    pub faults: Vec<Fault>,
     /// Require bearer tokens from the front's own `/token` endpoint, issued
     /// to this user and password.
     pub token_auth: Option<(String, String)>,
@@ -109,7 +153,15 @@ where
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req| {
                     let h = h.clone();
-                    async move { Ok::<_, std::convert::Infallible>(h(req).await) }
+                    async move {
+                        let resp = h(req).await;
+                        if resp.headers().contains_key(RESET) {
+                            // An error from the service closes the
+                            // connection without an answer.
+                            return Err(std::io::Error::other("injected connection reset"));
+                        }
+                        Ok::<_, std::io::Error>(resp)
+                    }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), svc)
@@ -164,8 +216,82 @@ fn repo_of(path: &str) -> Option<&str> {
         .map(|i| &rest[..i])
 }
 
+/// Half of `resp`'s body, then an error (hyper drops the connection).
+async fn truncate(resp: Response<Body>) -> Response<Body> {
+    let (parts, body) = resp.into_parts();
+    let bytes = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let half = bytes.slice(..bytes.len() / 2);
+    // Half the body; then yield once (hyper flushes the status, headers and
+    // that half while the body is pending), then fail the body.
+    let frames = futures_util::stream::unfold(0, move |step| {
+        let half = half.clone();
+        async move {
+            match step {
+                0 => Some((Ok(Frame::data(half)), 1)),
+                1 => {
+                    tokio::task::yield_now().await;
+                    Some((Err(BoxError::from("injected truncation")), 2))
+                }
+                _ => None,
+            }
+        }
+    });
+    let mut r = Response::from_parts(parts, StreamBody::new(frames).boxed());
+    r.headers_mut().insert("content-length", bytes.len().into());
+    r
+}
+
+/// `resp` with the first byte of its body flipped.
+async fn corrupt(resp: Response<Body>) -> Response<Body> {
+    let (parts, body) = resp.into_parts();
+    let bytes = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let mut v = bytes.to_vec();
+    if let Some(b) = v.first_mut() {
+        *b ^= 0xff;
+    }
+    Response::from_parts(
+        parts,
+        Full::new(Bytes::from(v)).map_err(|e| match e {}).boxed(),
+    )
+}
+
 impl FrontState {
     async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
+        let path = req.uri().path().to_string();
+        let fault = self.policy.faults.iter().find_map(|f| {
+            let hit = req.method().as_str() == f.method
+                && path.contains(&f.path)
+                && f.times
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok();
+            hit.then_some(f.kind)
+        });
+        if fault == Some(FaultKind::Reset) {
+            self.log
+                .lock()
+                .unwrap()
+                .push(format!("{} {path}?reset", req.method()));
+            let mut r = full(StatusCode::OK, "");
+            r.headers_mut().insert(RESET, "1".parse().unwrap());
+            return r;
+        }
+        let resp = self.handle_inner(req).await;
+        match fault {
+            Some(FaultKind::Truncate) => truncate(resp).await,
+            Some(FaultKind::Corrupt) => corrupt(resp).await,
+            _ => resp,
+        }
+    }
+
+    async fn handle_inner(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
         let path = req.uri().path().to_string();
         let query = req.uri().query().unwrap_or("").to_string();
         let method = req.method().clone();
