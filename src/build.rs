@@ -581,6 +581,26 @@ fn ignored_paths(
     )))
 }
 
+/// Refuse malformed image names before building, with docker's messages:
+/// `-t` tags and `--build-context NAME=docker-image://REF` (cache refs are
+/// checked where cache specs are parsed).
+fn check_names(args: &BuildArgs) -> Result<()> {
+    for t in &args.tags {
+        rbuild_registry::parse_normalized(t)
+            .map_err(|e| anyhow::anyhow!("invalid tag {t:?}: {e}"))?;
+    }
+    for c in &args.build_contexts {
+        let image = c
+            .split_once('=')
+            .and_then(|(_, v)| v.strip_prefix("docker-image://"));
+        if let Some(r) = image {
+            rbuild_registry::parse_normalized(r)
+                .map_err(|e| anyhow::anyhow!("invalid --build-context {c:?}: {e}"))?;
+        }
+    }
+    Ok(())
+}
+
 /// `rbuild build`.
 pub fn run(cli: &Cli, args: &BuildArgs) -> Result<()> {
     let mode = {
@@ -589,6 +609,7 @@ pub fn run(cli: &Cli, args: &BuildArgs) -> Result<()> {
             .map_err(anyhow::Error::msg)?
     };
     let policy = PullPolicy::parse(&args.pull)?;
+    check_names(args)?;
     let input = read_input(&args.context, args.file.as_deref())?;
 
     // Outputs: explicit ones, --push, or rbuild's own image store.

@@ -53,7 +53,11 @@ fn location(m: &BTreeMap<String, String>, spec: &str, export: bool) -> Result<Ca
     let ty = m.get("type").map(String::as_str).unwrap_or("registry");
     match ty {
         "registry" => match m.get("ref") {
-            Some(r) if !r.is_empty() => Ok(CacheLocation::Registry(r.clone())),
+            Some(r) if !r.is_empty() => {
+                rbuild_registry::parse_normalized(r)
+                    .map_err(|e| anyhow::anyhow!("invalid cache {spec:?}: ref {r:?}: {e}"))?;
+                Ok(CacheLocation::Registry(r.clone()))
+            }
             _ => bail!("invalid cache {spec:?}: type=registry needs ref=NAME"),
         },
         "local" => {
@@ -78,6 +82,8 @@ fn location(m: &BTreeMap<String, String>, spec: &str, export: bool) -> Result<Ca
 /// Parse a `--cache-from` spec (a bare reference means type=registry).
 pub fn parse_from(spec: &str) -> Result<CacheLocation> {
     if !spec.contains('=') {
+        rbuild_registry::parse_normalized(spec)
+            .map_err(|e| anyhow::anyhow!("invalid --cache-from {spec:?}: {e}"))?;
         return Ok(CacheLocation::Registry(spec.to_string()));
     }
     location(&kv(spec), spec, false)
