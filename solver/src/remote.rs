@@ -29,8 +29,10 @@ const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 /// Errors of cache import and export.
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
-    /// The registry failed.
-    #[error("{what}")]
+    /// The registry failed. The message carries the registry's own (a
+    /// digest mismatch, a status, a dropped connection): callers that keep
+    /// only the text (`Error::Pull`) must not lose the root cause.
+    #[error("{what}: {source}")]
     Registry {
         /// What was being done.
         what: String,
@@ -39,7 +41,7 @@ pub enum CacheError {
         source: Box<rbuild_registry::Error>,
     },
     /// A file of a local cache could not be read or written.
-    #[error("{what}")]
+    #[error("{what}: {source}")]
     Io {
         /// What was being done.
         what: String,
@@ -581,6 +583,57 @@ pub fn export_layout(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// Regression: a lazy layer failing its digest reported only "fetch
+    /// sha256:… from …"; `Error::Pull` keeps the text, which now ends with
+    /// the root cause.
+    #[test]
+    fn fetch_errors_keep_their_root_cause_in_the_text() {
+        let e = CacheError::Registry {
+            what: "fetch sha256:00 from r/x:1".into(),
+            source: Box::new(rbuild_registry::Error::DigestMismatch {
+                what: "blob r/x@sha256:00".into(),
+                expected: Digest::sha256_of(b"a"),
+                actual: Digest::sha256_of(b"b"),
+            }),
+        };
+        let pull = crate::Error::Pull {
+            reference: "r/x:1".into(),
+            message: e.to_string(),
+        };
+        let text = pull.to_string();
+        assert!(text.contains("fetch sha256:00 from r/x:1: "), "{text}");
+        assert!(text.contains("digest mismatch: expected sha256:"), "{text}");
+
+        // A real fetch: the registry's transport error reaches the text.
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let _guard = rt.enter();
+        let mut cfg = rbuild_registry::RegistryConfig {
+            max_attempts: 1,
+            ..Default::default()
+        };
+        cfg.proxy = Default::default();
+        let client = rbuild_registry::Client::new(cfg).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = ContentStore::open(dir.path()).unwrap();
+        let source =
+            BlobSource::Registry(rbuild_registry::Reference::parse("127.0.0.1:1/x:1").unwrap());
+        let desc = Descriptor::new(
+            "application/vnd.oci.image.layer.v1.tar",
+            Digest::sha256_of(b"layer"),
+            5,
+        );
+        let text = source
+            .fetch(&client, &store, &desc)
+            .unwrap_err()
+            .to_string();
+        assert!(text.starts_with("fetch sha256:"), "{text}");
+        assert!(text.contains("127.0.0.1:1"), "{text}");
+        assert!(
+            text.contains("error sending request") || text.contains("onnection refused"),
+            "{text}"
+        );
+    }
 
     fn layer(n: u8, empty: bool) -> LayerRecord {
         LayerRecord {
