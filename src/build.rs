@@ -212,22 +212,110 @@ fn io_text(e: &std::io::Error) -> String {
     }
 }
 
-/// `--build-arg K=V` or `--build-arg K` (taken from the environment if set).
-pub fn parse_build_args(args: &[String]) -> BTreeMap<String, String> {
+/// `--build-arg K=V` or `--build-arg K` (taken from the environment if
+/// set). A name that is not a variable name (`V:x`, `=x`, `A B=1`) is an
+/// error: it could never reach an `ARG`, so it would be dropped silently.
+pub fn parse_build_args(args: &[String]) -> Result<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     for a in args {
-        match a.split_once('=') {
-            Some((k, v)) => {
-                out.insert(k.to_string(), v.to_string());
-            }
-            None => {
-                if let Ok(v) = std::env::var(a) {
-                    out.insert(a.clone(), v);
-                }
-            }
+        let (k, v) = match a.split_once('=') {
+            Some((k, v)) => (k, Some(v.to_string())),
+            None => (a.as_str(), std::env::var(a).ok()),
+        };
+        let valid = k
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            bail!("invalid --build-arg {a:?}: expected NAME=VALUE or NAME, where NAME is a variable name");
+        }
+        if let Some(v) = v {
+            out.insert(k.to_string(), v);
         }
     }
-    out
+    Ok(out)
+}
+
+/// Whether a build arg is set to a true value (Go's `strconv.ParseBool`).
+fn build_arg_true(args: &BTreeMap<String, String>, name: &str) -> Result<bool> {
+    match args.get(name).map(String::as_str) {
+        None | Some("0" | "f" | "F" | "false" | "FALSE" | "False") => Ok(false),
+        Some("1" | "t" | "T" | "true" | "TRUE" | "True") => Ok(true),
+        Some(v) => bail!("invalid --build-arg {name}={v:?}: expected true or false"),
+    }
+}
+
+/// The `--cache-to` specs of a build: those given, and `type=inline` when
+/// the build arg `BUILDKIT_INLINE_CACHE` is true (BuildKit's older
+/// spelling of `--cache-to type=inline`).
+fn cache_to_specs(args: &BuildArgs) -> Result<Vec<String>> {
+    let mut specs = args.cache_to.clone();
+    let build_args = parse_build_args(&args.build_args)?;
+    if build_arg_true(&build_args, "BUILDKIT_INLINE_CACHE")?
+        && !specs.iter().any(|s| {
+            crate::cache::parse_to(s)
+                .is_ok_and(|c| c.location == crate::cache::CacheLocation::Inline)
+        })
+    {
+        specs.push("type=inline".to_string());
+    }
+    Ok(specs)
+}
+
+/// The keys each cache spec honours; any other key, or a field that is
+/// not `key=value`, is refused rather than ignored.
+fn check_cache_spec(flag: &str, spec: &str) -> Result<()> {
+    const FROM: &[&str] = &["type", "ref", "src", "tag"];
+    const TO: &[&str] = &[
+        "type",
+        "ref",
+        "dest",
+        "tag",
+        "mode",
+        "cache-mounts",
+        "ignore-error",
+    ];
+    let known = if flag == "--cache-from" { FROM } else { TO };
+    if flag == "--cache-from" && !spec.contains('=') {
+        return Ok(());
+    }
+    for field in spec.split(',') {
+        let Some((k, _)) = field.split_once('=') else {
+            bail!("invalid {flag} {spec:?}: field {field:?} is not key=value");
+        };
+        let k = k.trim();
+        if !known.contains(&k) {
+            bail!(
+                "invalid {flag} {spec:?}: rbuild does not support the key {k:?} (known keys: {})",
+                known.join(", ")
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The entitlements `--allow` may grant.
+const ENTITLEMENTS: &[&str] = &["network.host", "security.insecure"];
+
+/// `SOURCE_DATE_EPOCH`: the build arg if given (as BuildKit reads it),
+/// else the environment variable (as buildx passes it on). A value that
+/// is not a whole number of seconds is an error, not a build without it.
+fn source_date_epoch(args: &BuildArgs) -> Result<Option<i64>> {
+    let build_args = parse_build_args(&args.build_args)?;
+    let (what, value) = match build_args.get("SOURCE_DATE_EPOCH") {
+        Some(v) => ("--build-arg SOURCE_DATE_EPOCH", v.clone()),
+        None => match std::env::var("SOURCE_DATE_EPOCH") {
+            Ok(v) => ("SOURCE_DATE_EPOCH", v),
+            Err(_) => return Ok(None),
+        },
+    };
+    if value.is_empty() {
+        return Ok(None);
+    }
+    value.parse::<i64>().map(Some).map_err(|_| {
+        anyhow::anyhow!("invalid {what}={value:?}: expected seconds since the Unix epoch")
+    })
 }
 
 fn parse_labels(labels: &[String]) -> Result<BTreeMap<String, String>> {
@@ -300,8 +388,7 @@ fn frontend_options_full(
     no_cache_filter: Vec<String>,
 ) -> Result<rbuild_frontend::BuildOptions> {
     let target_platform = match platform {
-        Some(p) => Platform::parse(p)
-            .with_context(|| format!("invalid --platform {p:?}: expected os/arch[/variant]"))?,
+        Some(p) => parse_target_platform(p)?,
         None => Platform::host(),
     };
     Ok(rbuild_frontend::BuildOptions {
@@ -318,6 +405,20 @@ fn frontend_options_full(
         extra_hosts: Vec::new(),
         ignored: None,
     })
+}
+
+/// `--platform`: one platform, normalized as containerd does (`arm64` is
+/// `linux/arm64`, `linux/arm64/v8` is `linux/arm64`). A list is refused:
+/// rbuild builds one image, and taking the list for one platform would
+/// build for a platform nobody asked for.
+pub(crate) fn parse_target_platform(p: &str) -> Result<Platform> {
+    if p.contains(',') {
+        bail!(
+            "--platform {p}: multi-platform builds are not supported yet; build each platform separately"
+        );
+    }
+    Platform::parse(p.trim())
+        .with_context(|| format!("invalid --platform {p:?}: expected os/arch[/variant]"))
 }
 
 /// `--add-host` values as buildx reads them: `host:ip` or `host=ip`, the
@@ -381,7 +482,7 @@ pub fn debug(cli: &Cli, cmd: &DebugCommand) -> Result<()> {
             let opts = frontend_options(
                 &input.dockerfile_name,
                 g.target.clone(),
-                parse_build_args(&g.build_args),
+                parse_build_args(&g.build_args)?,
                 None,
                 BTreeMap::new(),
             )?;
@@ -526,12 +627,12 @@ fn check_entitlements(graph: &BuildGraph, allow: &[String]) -> Result<()> {
             if e.security == rbuild_graph::SecurityMode::Insecure
                 && !allow.iter().any(|a| a == "security.insecure")
             {
-                bail!("{at}RUN --security=insecure needs --allow security.insecure");
+                bail!("{at}RUN --security=insecure: entitlement security.insecure is not allowed (pass --allow security.insecure)");
             }
             if e.network == rbuild_graph::NetworkMode::Host
                 && !allow.iter().any(|a| a == "network.host")
             {
-                bail!("{at}RUN --network=host needs --allow network.host");
+                bail!("{at}RUN --network=host: entitlement network.host is not allowed (pass --allow network.host)");
             }
         }
     }
@@ -644,9 +745,25 @@ pub fn run(cli: &Cli, args: &BuildArgs) -> Result<()> {
         .iter()
         .map(|c| crate::cache::parse_from(c))
         .collect::<Result<Vec<_>>>()?;
-    for c in &args.cache_to {
-        crate::cache::parse_to(c)?;
+    for c in &args.cache_from {
+        check_cache_spec("--cache-from", c)?;
     }
+    for c in &args.cache_to {
+        check_cache_spec("--cache-to", c)?;
+    }
+    for c in cache_to_specs(args)? {
+        crate::cache::parse_to(&c)?;
+    }
+    layer_compression(&outputs)?;
+    for a in &args.allow {
+        if !ENTITLEMENTS.contains(&a.as_str()) {
+            bail!(
+                "invalid --allow {a:?}: expected {}",
+                ENTITLEMENTS.join(" or ")
+            );
+        }
+    }
+    source_date_epoch(args)?;
 
     let env = open_env(cli)?;
     // Everything this build writes or reuses is leased from here on.
@@ -673,7 +790,7 @@ pub fn run(cli: &Cli, args: &BuildArgs) -> Result<()> {
     let mut opts = frontend_options_full(
         &input.dockerfile_name,
         args.target.clone(),
-        parse_build_args(&args.build_args),
+        parse_build_args(&args.build_args)?,
         args.platform.as_deref(),
         parse_labels(&args.labels)?,
         named.clone(),
@@ -868,13 +985,41 @@ pub fn run(cli: &Cli, args: &BuildArgs) -> Result<()> {
 }
 
 /// How layers are compressed: `compression=` and `compression-level=` of
-/// the first output that sets either (gzip at its default level if none
-/// does). Levels were range-checked when the output was parsed.
+/// the outputs that set either (gzip at its default level if none does).
+/// One build makes one set of layers, so outputs that ask for different
+/// compressions, or disagree on `force-compression`, are refused rather
+/// than all given the first one's. Levels were range-checked when the
+/// output was parsed.
 fn layer_compression(outputs: &[OutputSpec]) -> Result<rbuild_cache::CompressOptions> {
     use rbuild_export::Compression as C;
-    let chosen = outputs
+    let setting: Vec<&OutputSpec> = outputs
         .iter()
-        .find(|o| o.compression.is_some() || o.compression_level.is_some());
+        .filter(|o| o.compression.is_some() || o.compression_level.is_some())
+        .collect();
+    let chosen = setting.first().copied();
+    let describe = |o: &OutputSpec| {
+        format!(
+            "type={} compression={:?} compression-level={:?}",
+            o.kind.name(),
+            o.compression,
+            o.compression_level
+        )
+    };
+    if let Some(other) = setting.iter().find(|o| {
+        chosen.is_some_and(|c| {
+            (c.compression, c.compression_level) != (o.compression, o.compression_level)
+        })
+    }) {
+        bail!(
+            "outputs ask for different layer compressions ({} and {}): rbuild makes one set of layers per build; build once per compression",
+            chosen.map(|c| describe(c)).unwrap_or_default(),
+            describe(other)
+        );
+    }
+    let images: Vec<&OutputSpec> = outputs.iter().filter(|o| o.kind.is_image()).collect();
+    if images.iter().any(|o| o.force_compression) && images.iter().any(|o| !o.force_compression) {
+        bail!("force-compression=true is set on some image outputs and not on others: rbuild makes one set of layers per build; set it on every image output or none");
+    }
     let compression = match chosen.and_then(|o| o.compression) {
         None | Some(C::Gzip) => rbuild_cache::Compression::Gzip,
         Some(C::Zstd) => rbuild_cache::Compression::Zstd,
@@ -901,9 +1046,7 @@ fn export(
     // Lazily imported layers are fetched through the async registry client.
     let _rt = env.rt.enter();
     renderer.begin_export();
-    let epoch = std::env::var("SOURCE_DATE_EPOCH")
-        .ok()
-        .and_then(|s| s.parse::<i64>().ok());
+    let epoch = source_date_epoch(args)?;
     let compression = layer_compression(outputs)?;
     let records = ops
         .layers(
@@ -913,8 +1056,7 @@ fn export(
             outputs.iter().any(|o| o.force_compression),
         )
         .context("export layers")?;
-    let cache_to = args
-        .cache_to
+    let cache_to = cache_to_specs(args)?
         .iter()
         .map(|c| crate::cache::parse_to(c))
         .collect::<Result<Vec<_>>>()?;
@@ -928,36 +1070,38 @@ fn export(
             crate::cache::inline_records(ops, top, &records, &compression, epoch)?,
         );
     }
-    let (mut config, layers) = normalize_history(lowered.config.clone(), records);
-    // BuildKit stamps the image and the entries this build added with the
-    // build time (SOURCE_DATE_EPOCH, when set, overrides it at assembly).
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    let stamp = rbuild_export::format_rfc3339(now);
-    config.created = Some(stamp.clone());
-    for h in config.history.iter_mut() {
-        if h.created.is_none() && h.comment.as_deref() == Some("buildkit.dockerfile.v0") {
-            h.created = Some(stamp.clone());
-        }
-    }
-    let assemble = |oci: bool| {
+    // As BuildKit: an entry that added a layer is dated by when that
+    // step's result was made (kept in its cache record, so a cached step
+    // keeps its date), the others by their neighbours, and the image by
+    // its last entry; SOURCE_DATE_EPOCH, when set, overrides all of them
+    // at assembly.
+    let times = ops.layer_times(top).context("export layers")?;
+    let (mut config, layers) = normalize_history(lowered.config.clone(), records, &times);
+    date_history(&mut config);
+    // One output's image: its media types and its annotations (parsing
+    // refused the annotations an output cannot hold).
+    let assemble = |o: Option<&OutputSpec>| {
         rbuild_export::assemble_image(
             &env.store,
             &config,
             &layers,
             &rbuild_export::AssembleOptions {
-                oci_mediatypes: oci,
+                oci_mediatypes: o.is_none_or(|o| o.oci_mediatypes()),
                 source_date_epoch: epoch,
-                annotations: BTreeMap::new(),
+                annotations: o.map(|o| o.annotations.clone()).unwrap_or_default(),
+                manifest_descriptor_annotations: o
+                    .map(|o| o.manifest_descriptor_annotations.clone())
+                    .unwrap_or_default(),
+                index_annotations: o.map(|o| o.index_annotations.clone()).unwrap_or_default(),
                 extra_config: extra_config.clone(),
                 allow_remote_layers: true,
             },
         )
         .context("assemble the image")
     };
-    let image = assemble(true)?;
+    let image = assemble(None)?;
+    // What --metadata-file describes: the first image output's manifest.
+    let mut described: Option<rbuild_export::AssembledImage> = None;
     let image_id = image.config.digest.clone();
     renderer.result(&format!("writing image {image_id}"));
 
@@ -988,11 +1132,14 @@ fn export(
         } else {
             o.names.clone()
         };
-        let image = if o.oci_mediatypes() {
+        let image = if o.oci_mediatypes() && !o.has_annotations() {
             image.clone()
         } else {
-            assemble(false)?
+            assemble(Some(o))?
         };
+        if o.kind.is_image() && described.is_none() {
+            described = Some(image.clone());
+        }
         if o.push {
             if names.is_empty() {
                 bail!("--push needs a name: add -t NAME or --output type=registry,name=NAME");
@@ -1072,6 +1219,7 @@ fn export(
         fs::write(f, image_id.to_string()).with_context(|| format!("write {}", f.display()))?;
     }
     if let Some(f) = &args.metadata_file {
+        let image = described.as_ref().unwrap_or(&image);
         // buildx's keys; `image.name` only when the image was named.
         let mut meta = serde_json::json!({
             "containerimage.config.digest": image_id.to_string(),
@@ -1167,9 +1315,12 @@ fn mount_hints(
 /// Match history entries to layers as BuildKit's exporter does: empty layers
 /// are dropped and their history entries marked `empty_layer`; history is
 /// padded at the start when a base image has more layers than entries.
+/// An entry without a date that is matched to a layer gets the creation
+/// time of that layer's result (`times`, parallel to `records`).
 fn normalize_history(
     mut config: rbuild_graph::ImageConfig,
     records: Vec<rbuild_solver::index::LayerRecord>,
+    times: &[Option<i64>],
 ) -> (rbuild_graph::ImageConfig, Vec<rbuild_export::Layer>) {
     let non_empty = config.history.iter().filter(|h| !h.empty_layer).count();
     if non_empty < records.len() {
@@ -1198,12 +1349,17 @@ fn normalize_history(
         }
     }
     let mut layers = Vec::new();
-    let mut it = records.into_iter();
+    let mut it = records
+        .into_iter()
+        .zip(times.iter().copied().chain(std::iter::repeat(None)));
     for h in config.history.iter_mut() {
         if h.empty_layer {
             continue;
         }
-        let Some(r) = it.next() else { break };
+        let Some((r, t)) = it.next() else { break };
+        if h.created.is_none() {
+            h.created = t.map(rbuild_export::format_rfc3339);
+        }
         if r.empty {
             h.empty_layer = true;
         } else {
@@ -1216,9 +1372,89 @@ fn normalize_history(
     (config, layers)
 }
 
+/// Date the entries left without a time as BuildKit's exporter does: an
+/// entry takes the time of the nearest dated entry before it, except that
+/// entries before the first entry this build dated (after undated ones)
+/// take that one's time; then the image's `created` is the last entry's.
+fn date_history(config: &mut rbuild_graph::ImageConfig) {
+    let mut created: Option<String> = None;
+    let mut undated_seen = false;
+    for h in &config.history {
+        match &h.created {
+            Some(t) => {
+                created = Some(t.clone());
+                if undated_seen {
+                    break;
+                }
+            }
+            None => undated_seen = true,
+        }
+    }
+    undated_seen = false;
+    for h in config.history.iter_mut() {
+        match &h.created {
+            Some(t) if undated_seen => created = Some(t.clone()),
+            Some(_) => {}
+            None => {
+                undated_seen = true;
+                h.created = created.clone();
+            }
+        }
+    }
+    if let Some(last) = config.history.iter().rev().find_map(|h| h.created.clone()) {
+        config.created = Some(last);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn history_is_dated_by_layer_times_as_buildkit_does() {
+        let h = |by: &str, created: Option<&str>, empty: bool| rbuild_graph::HistoryEntry {
+            created: created.map(String::from),
+            created_by: Some(by.into()),
+            comment: None,
+            empty_layer: empty,
+        };
+        let rec = |n: u8| rbuild_solver::index::LayerRecord {
+            diff_id: rbuild_graph::Digest::sha256_of(&[n]),
+            descriptor: rbuild_cache::Descriptor::new(
+                "application/vnd.oci.image.layer.v1.tar+gzip",
+                rbuild_graph::Digest::sha256_of(&[n, n]),
+                1,
+            ),
+            empty: false,
+        };
+        let config = rbuild_graph::ImageConfig {
+            history: vec![
+                h("base", Some("2020-01-01T00:00:00Z"), false),
+                h("ENV a", None, true),
+                h("RUN one", None, false),
+                h("ENV b", None, true),
+                h("RUN two", None, false),
+                h("LABEL c", None, true),
+            ],
+            ..Default::default()
+        };
+        let (mut config, layers) = normalize_history(
+            config,
+            vec![rec(0), rec(1), rec(2)],
+            &[None, Some(1_000), Some(2_000)],
+        );
+        assert_eq!(layers.len(), 3);
+        date_history(&mut config);
+        let dates: Vec<&str> = config
+            .history
+            .iter()
+            .map(|h| h.created.as_deref().unwrap_or("-"))
+            .collect();
+        let t1 = "1970-01-01T00:16:40Z";
+        let t2 = "1970-01-01T00:33:20Z";
+        assert_eq!(dates, ["2020-01-01T00:00:00Z", t1, t1, t1, t2, t2]);
+        assert_eq!(config.created.as_deref(), Some(t2));
+    }
 
     #[test]
     fn secrets_are_read_the_way_buildx_reads_them() {

@@ -128,13 +128,18 @@ pub struct BuildArgs {
     /// Name of the Dockerfile (default: PATH/Dockerfile; - for stdin).
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub file: Option<PathBuf>,
-    /// Build-time variables (KEY=VALUE, or KEY to take it from the environment).
+    /// Build-time variables (KEY=VALUE, or KEY to take it from the
+    /// environment). `BUILDKIT_INLINE_CACHE=1` means `--cache-to
+    /// type=inline`, `SOURCE_DATE_EPOCH=S` dates the image, `BUILDKIT_SYNTAX`
+    /// is reported and not used (rbuild has its builtin frontend only).
     #[arg(long = "build-arg", value_name = "KEY[=VALUE]")]
     pub build_args: Vec<String>,
     /// Target stage to build.
     #[arg(long)]
     pub target: Option<String>,
-    /// Target platform (os/arch[/variant]).
+    /// Target platform: one os/arch[/variant] (or an arch or an OS alone),
+    /// normalized as containerd does; a comma list is refused (no
+    /// multi-platform builds yet).
     #[arg(long)]
     pub platform: Option<String>,
     /// Output destination (type=oci|docker|local|tar|registry,dest=…); repeatable.
@@ -168,8 +173,8 @@ pub struct BuildArgs {
     /// Write build result metadata (JSON) to this file.
     #[arg(long = "metadata-file", value_name = "FILE")]
     pub metadata_file: Option<PathBuf>,
-    /// Number of steps to run at once (default: number of cores).
-    #[arg(long)]
+    /// Number of steps to run at once (default: number of cores; at least 1).
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub jobs: Option<usize>,
     /// RUN runtime: embedded (default), runc, crun or a path to an OCI runtime.
     #[arg(long, env = "RBUILD_RUNTIME")]

@@ -59,6 +59,12 @@ pub struct AssembleOptions {
     pub source_date_epoch: Option<i64>,
     /// Manifest annotations (OCI media types only).
     pub annotations: BTreeMap<String, String>,
+    /// Annotations of the manifest's descriptor, where an index lists it
+    /// (an OCI layout's `index.json`).
+    pub manifest_descriptor_annotations: BTreeMap<String, String>,
+    /// Annotations of the index that lists the manifest (an OCI layout's
+    /// `index.json`).
+    pub index_annotations: BTreeMap<String, String>,
     /// Extra top-level config fields (e.g. inline cache records).
     pub extra_config: BTreeMap<String, serde_json::Value>,
     /// Accept layers whose blobs are not in the store (they exist in a
@@ -72,6 +78,8 @@ impl Default for AssembleOptions {
             oci_mediatypes: true,
             source_date_epoch: None,
             annotations: BTreeMap::new(),
+            manifest_descriptor_annotations: BTreeMap::new(),
+            index_annotations: BTreeMap::new(),
             extra_config: BTreeMap::new(),
             allow_remote_layers: false,
         }
@@ -81,8 +89,11 @@ impl Default for AssembleOptions {
 /// The result of [`assemble_image`]: every blob it names is in the store.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AssembledImage {
-    /// Descriptor of the manifest blob.
+    /// Descriptor of the manifest blob, with the manifest-descriptor
+    /// annotations (an index that lists it carries them).
     pub manifest: Descriptor,
+    /// Annotations for the index that lists the manifest.
+    pub index_annotations: BTreeMap<String, String>,
     /// Descriptor of the config blob.
     pub config: Descriptor,
     /// Layer descriptors, in order, with the manifest's media types.
@@ -297,8 +308,14 @@ pub fn assemble_image(
     }
     let manifest_json = canonical_json(&manifest)?;
     let manifest_digest = store.put(&manifest_json)?;
+    let mut manifest_desc =
+        Descriptor::new(manifest_type, manifest_digest, manifest_json.len() as u64);
+    if !opts.manifest_descriptor_annotations.is_empty() {
+        manifest_desc.annotations = Some(opts.manifest_descriptor_annotations.clone());
+    }
     Ok(AssembledImage {
-        manifest: Descriptor::new(manifest_type, manifest_digest, manifest_json.len() as u64),
+        manifest: manifest_desc,
+        index_annotations: opts.index_annotations.clone(),
         config: config_desc,
         layers: layer_descs,
         config_json,

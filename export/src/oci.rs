@@ -106,7 +106,9 @@ pub(crate) fn normalize_name(name: &str) -> Result<ImageName> {
 }
 
 /// Index entries for `image`: one per name (BuildKit and containerd do the
-/// same), or one without names.
+/// same), or one without names. Each keeps the manifest descriptor's own
+/// annotations (`annotation-manifest-descriptor.*`); the name annotations
+/// win over a user annotation of the same key.
 fn index_descriptors(image: &AssembledImage, names: &[ImageName]) -> Vec<Descriptor> {
     if names.is_empty() {
         return vec![image.manifest.clone()];
@@ -115,7 +117,7 @@ fn index_descriptors(image: &AssembledImage, names: &[ImageName]) -> Vec<Descrip
         .iter()
         .map(|n| {
             let mut d = image.manifest.clone();
-            let mut a = BTreeMap::new();
+            let mut a = d.annotations.take().unwrap_or_default();
             a.insert(ANNOTATION_IMAGE_NAME.to_string(), n.full.clone());
             a.insert(ANNOTATION_REF_NAME.to_string(), n.object.clone());
             d.annotations = Some(a);
@@ -124,12 +126,21 @@ fn index_descriptors(image: &AssembledImage, names: &[ImageName]) -> Vec<Descrip
         .collect()
 }
 
-fn index_json(manifests: &[serde_json::Value]) -> Result<Vec<u8>> {
-    canonical_json(&serde_json::json!({
+/// The layout's `index.json`, with the image's index annotations
+/// (`annotation-index.*`) when it has any.
+fn index_json(
+    manifests: &[serde_json::Value],
+    annotations: &BTreeMap<String, String>,
+) -> Result<Vec<u8>> {
+    let mut index = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": mt::OCI_INDEX,
         "manifests": manifests,
-    }))
+    });
+    if !annotations.is_empty() {
+        index["annotations"] = serde_json::to_value(annotations)?;
+    }
+    canonical_json(&index)
 }
 
 /// docker-archive `manifest.json`: Config, RepoTags, Layers.
@@ -187,7 +198,12 @@ pub(crate) fn write_layout_tar(
         .into_iter()
         .map(serde_json::to_value)
         .collect::<Result<Vec<_>, _>>()?;
-    append_bytes(&mut b, "index.json", &index_json(&manifests)?, mtime)?;
+    append_bytes(
+        &mut b,
+        "index.json",
+        &index_json(&manifests, &image.index_annotations)?,
+        mtime,
+    )?;
     if docker {
         append_bytes(
             &mut b,
@@ -298,7 +314,10 @@ pub(crate) fn write_layout_dir(
     for d in ours {
         manifests.push(serde_json::to_value(d)?);
     }
-    write_atomic(&index_path, &index_json(&manifests)?)?;
+    write_atomic(
+        &index_path,
+        &index_json(&manifests, &image.index_annotations)?,
+    )?;
     if docker {
         write_atomic(
             &dir.join("manifest.json"),

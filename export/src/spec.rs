@@ -94,6 +94,13 @@ pub struct OutputSpec {
     /// `annotation.KEY=VALUE` and `annotation-manifest.KEY=VALUE`: manifest
     /// annotations.
     pub annotations: BTreeMap<String, String>,
+    /// `annotation-manifest-descriptor.KEY=VALUE`: annotations of the
+    /// manifest's descriptor in the layout's `index.json` (oci, docker).
+    pub manifest_descriptor_annotations: BTreeMap<String, String>,
+    /// `annotation-index.KEY=VALUE`: annotations of the image index, the
+    /// layout's `index.json` (type=oci only: a single-platform image has no
+    /// other index).
+    pub index_annotations: BTreeMap<String, String>,
 }
 
 impl OutputSpec {
@@ -109,7 +116,16 @@ impl OutputSpec {
             force_compression: false,
             push: false,
             annotations: BTreeMap::new(),
+            manifest_descriptor_annotations: BTreeMap::new(),
+            index_annotations: BTreeMap::new(),
         }
+    }
+
+    /// Whether any annotation was asked for.
+    pub fn has_annotations(&self) -> bool {
+        !(self.annotations.is_empty()
+            && self.manifest_descriptor_annotations.is_empty()
+            && self.index_annotations.is_empty())
     }
 
     /// The media types to assemble with: as given, else Docker ones for
@@ -141,7 +157,73 @@ const IMAGE_KEYS: &[&str] = &[
     "force-compression",
     "annotation.KEY",
     "annotation-manifest.KEY",
+    "annotation-manifest-descriptor.KEY",
+    "annotation-index.KEY",
 ];
+
+/// Where an `annotation…` key puts its annotation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AnnotationTarget {
+    Manifest,
+    ManifestDescriptor,
+    Index,
+}
+
+/// Split an `annotation[-TYPE].NAME` key as BuildKit's `ParseKey` does:
+/// the prefix is matched without regard to case, the annotation name keeps
+/// its case. `Ok(None)`: not an annotation key.
+fn annotation_key(
+    raw_key: &str,
+    kind: OutputKind,
+) -> std::result::Result<Option<(AnnotationTarget, String)>, String> {
+    let Some((prefix, name)) = raw_key.split_once('.') else {
+        if raw_key.to_ascii_lowercase().starts_with("annotation") {
+            return Err(format!("{raw_key}: expected annotation.KEY=VALUE"));
+        }
+        return Ok(None);
+    };
+    let prefix = prefix.to_ascii_lowercase();
+    if !prefix.starts_with("annotation") {
+        return Ok(None);
+    }
+    if prefix.contains('[') {
+        return Err(format!(
+            "{raw_key}: platform-qualified annotations (annotation[PLATFORM].KEY) are not supported: rbuild builds one platform; use annotation.KEY"
+        ));
+    }
+    if name.is_empty() {
+        return Err(format!("{raw_key}: empty annotation key"));
+    }
+    let target = match prefix.as_str() {
+        "annotation" | "annotation-manifest" => AnnotationTarget::Manifest,
+        "annotation-manifest-descriptor" => AnnotationTarget::ManifestDescriptor,
+        "annotation-index" => AnnotationTarget::Index,
+        "annotation-index-descriptor" => {
+            return Err(format!(
+                "{raw_key}: a single-platform image has no index descriptor (multi-platform builds are not supported yet)"
+            ))
+        }
+        _ => {
+            return Err(format!(
+                "unsupported annotation key {raw_key:?}: expected annotation.KEY, annotation-manifest.KEY, annotation-manifest-descriptor.KEY or annotation-index.KEY"
+            ))
+        }
+    };
+    match (target, kind) {
+        (_, k) if !k.is_image() => Err(format!(
+            "{raw_key}: type={} writes files, not an image, so it has nothing to annotate",
+            k.name()
+        )),
+        (AnnotationTarget::ManifestDescriptor, OutputKind::Image) => Err(format!(
+            "{raw_key}: a single-platform type=image/registry output has no index holding the manifest descriptor; use type=oci or type=docker"
+        )),
+        (AnnotationTarget::Index, OutputKind::Docker | OutputKind::Image) => Err(format!(
+            "{raw_key}: a single-platform type={} output has no image index; only type=oci writes one",
+            kind.name()
+        )),
+        _ => Ok(Some((target, name.to_string()))),
+    }
+}
 
 /// Split one CSV record (Go's `encoding/csv` rules, enough for `--output`).
 fn split_csv(s: &str) -> std::result::Result<Vec<String>, String> {
@@ -197,7 +279,9 @@ fn parse_bool(v: &str) -> Option<bool> {
 /// (= `image` with `push=true`). Keys: `type`, `dest`, `name`, `tar`,
 /// `oci-mediatypes`, `compression` (`gzip`, `zstd`, `uncompressed`,
 /// `estargz`), `compression-level`, `force-compression`, `push`,
-/// `annotation.KEY`, `annotation-manifest.KEY`. Unknown types and keys,
+/// `annotation.KEY`, `annotation-manifest.KEY`,
+/// `annotation-manifest-descriptor.KEY` (oci, docker) and
+/// `annotation-index.KEY` (oci). Unknown types and keys,
 /// keys that do not apply to the type, and missing destinations are errors.
 pub fn parse_output_spec(s: &str) -> Result<OutputSpec> {
     let err = |reason: String| Error::InvalidSpec {
@@ -225,8 +309,8 @@ pub fn parse_output_spec(s: &str) -> Result<OutputSpec> {
         let Some((k, v)) = field.split_once('=') else {
             return Err(err(format!("invalid field {field:?}: expected key=value")));
         };
-        let key = k.trim().to_ascii_lowercase();
-        if key == "type" {
+        let key = k.trim().to_string();
+        if key.eq_ignore_ascii_case("type") {
             typ = Some(v.to_string());
         } else {
             attrs.push((key, v.to_string()));
@@ -260,8 +344,18 @@ pub fn parse_output_spec(s: &str) -> Result<OutputSpec> {
     let bool_value = |key: &str, v: &str| {
         parse_bool(v).ok_or_else(|| err(format!("{key}={v:?}: expected true or false")))
     };
-    for (key, v) in attrs {
+    for (raw_key, v) in attrs {
         let image_key = kind.is_image();
+        if let Some((target, name)) = annotation_key(&raw_key, kind).map_err(&err)? {
+            let map = match target {
+                AnnotationTarget::Manifest => &mut out.annotations,
+                AnnotationTarget::ManifestDescriptor => &mut out.manifest_descriptor_annotations,
+                AnnotationTarget::Index => &mut out.index_annotations,
+            };
+            map.insert(name, v);
+            continue;
+        }
+        let key = raw_key.to_ascii_lowercase();
         match key.as_str() {
             "dest" => {
                 out.dest = Some(if v == "-" {
@@ -300,30 +394,13 @@ pub fn parse_output_spec(s: &str) -> Result<OutputSpec> {
                 })
             }
             "compression-level" if image_key => {
-                out.compression_level = Some(
-                    v.parse()
-                        .map_err(|_| err(format!("compression-level={v:?}: expected an integer")))?,
-                )
-            }
-            k if image_key
-                && (k.starts_with("annotation.") || k.starts_with("annotation-manifest.")) =>
-            {
-                let Some((_, name)) = k.split_once('.') else {
-                    return Err(not_for(k));
-                };
-                if name.is_empty() {
-                    return Err(err(format!("{k}: empty annotation key")));
-                }
-                out.annotations.insert(name.to_string(), v);
+                out.compression_level =
+                    Some(v.parse().map_err(|_| {
+                        err(format!("compression-level={v:?}: expected an integer"))
+                    })?)
             }
             "name" | "tar" | "oci-mediatypes" | "force-compression" | "push" | "compression"
             | "compression-level" => return Err(not_for(&key)),
-            k if k.starts_with("annotation") && image_key => {
-                return Err(err(format!(
-                    "unsupported annotation key {k:?}: only annotation.KEY and annotation-manifest.KEY are supported"
-                )))
-            }
-            k if k.starts_with("annotation") => return Err(not_for(k)),
             other => {
                 let mut known = vec!["type", "dest"];
                 if matches!(kind, OutputKind::Oci | OutputKind::Docker) {
@@ -383,6 +460,12 @@ pub fn parse_output_spec(s: &str) -> Result<OutputSpec> {
             Some(Compression::Uncompressed) => rbuild_cache::Compression::Uncompressed,
         };
         rbuild_cache::check_level(algorithm, level).map_err(|e| err(e.to_string()))?;
+    }
+    if !out.annotations.is_empty() && !out.oci_mediatypes() {
+        return Err(err(format!(
+            "annotation.{}: Docker media types have no manifest annotations; add oci-mediatypes=true",
+            out.annotations.keys().next().map(String::as_str).unwrap_or("KEY")
+        )));
     }
     if out.compression == Some(Compression::Zstd) && kind.is_image() && !out.oci_mediatypes() {
         return Err(err(
@@ -459,10 +542,66 @@ mod tests {
         bad(r#"type=oci,"dest=x"#, "unterminated");
         bad("type=image,dest=x,name=a", "takes no dest");
         bad("type=docker,dest=x,compression=zstd", "zstd needs OCI");
-        bad(
-            "type=oci,dest=x,annotation-index.a=b",
-            "only annotation.KEY",
+    }
+
+    #[test]
+    fn annotations_go_where_their_key_says_or_are_refused() {
+        let o = ok("type=oci,dest=x,annotation.a=1,Annotation-Manifest.org.Title=2,annotation-manifest-descriptor.d=3,annotation-index.i=4");
+        let m = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<BTreeMap<_, _>>()
+        };
+        assert_eq!(o.annotations, m(&[("a", "1"), ("org.Title", "2")]));
+        assert_eq!(o.manifest_descriptor_annotations, m(&[("d", "3")]));
+        assert_eq!(o.index_annotations, m(&[("i", "4")]));
+        assert!(o.has_annotations());
+        let o = ok("type=docker,dest=x,annotation-manifest-descriptor.d=3");
+        assert_eq!(o.manifest_descriptor_annotations, m(&[("d", "3")]));
+        ok("type=docker,dest=x,oci-mediatypes=true,annotation.a=1");
+        assert_eq!(
+            ok("type=registry,name=r/x,annotation.a=1").annotations,
+            m(&[("a", "1")])
         );
+        bad(
+            "type=docker,dest=x,annotation.a=1",
+            "annotation.a: Docker media types have no manifest annotations",
+        );
+        bad(
+            "type=image,name=x,oci-mediatypes=false,annotation-manifest.a=1",
+            "Docker media types have no manifest annotations",
+        );
+        bad(
+            "type=image,name=x,annotation-index.a=1",
+            "annotation-index.a: a single-platform type=image output has no image index",
+        );
+        bad(
+            "type=docker,dest=x,annotation-index.a=1",
+            "type=docker output has no image index",
+        );
+        bad(
+            "type=registry,name=x,annotation-manifest-descriptor.a=1",
+            "no index holding the manifest descriptor",
+        );
+        bad(
+            "type=oci,dest=x,annotation-index-descriptor.a=1",
+            "has no index descriptor",
+        );
+        bad(
+            "type=oci,dest=x,annotation[linux/amd64].a=1",
+            "platform-qualified annotations",
+        );
+        bad(
+            "type=oci,dest=x,annotation-config.a=1",
+            "unsupported annotation key",
+        );
+        bad("type=oci,dest=x,annotation.=1", "empty annotation key");
+        bad(
+            "type=oci,dest=x,annotation=1",
+            "expected annotation.KEY=VALUE",
+        );
+        bad("type=local,dest=x,annotation.a=1", "nothing to annotate");
     }
 
     #[test]

@@ -208,7 +208,31 @@ pub fn build(
             .collect();
         FrontendError::many(ErrorKind::Syntax, diags)
     })?;
-    convert::lower(&stages, ast.escape, dockerfile, opts, resolver, linter)
+    let mut lowered = convert::lower(&stages, ast.escape, dockerfile, opts, resolver, linter)?;
+    if let Some(w) = syntax_warning(&ast, opts, &rep) {
+        lowered.warnings.insert(0, w);
+    }
+    Ok(lowered)
+}
+
+/// BuildKit runs the frontend image a `# syntax=` directive (or the
+/// `BUILDKIT_SYNTAX` build arg) names; rbuild has only its builtin
+/// frontend, so it says so rather than ignore the request silently.
+fn syntax_warning(ast: &parser::Ast, opts: &BuildOptions, rep: &Reporter) -> Option<Diagnostic> {
+    let message = |how: &str, image: &str| {
+        format!("{how} names the frontend image {image:?}; rbuild does not run frontend images and builds with its builtin Dockerfile frontend")
+    };
+    if let Some(v) = opts.build_args.get("BUILDKIT_SYNTAX") {
+        return Some(Diagnostic {
+            file: opts.dockerfile_name.clone(),
+            line: 0,
+            col: 0,
+            message: message("--build-arg BUILDKIT_SYNTAX", v),
+            source_line: String::new(),
+        });
+    }
+    let d = ast.directives.iter().find(|d| d.name == "syntax")?;
+    Some(rep.at_line(d.line, message("# syntax", &d.value)))
 }
 
 /// The build-check configuration: the `BUILDKIT_DOCKERFILE_CHECK` build arg

@@ -103,6 +103,9 @@ pub struct ImageConfig {
     /// RFC 3339 creation time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created: Option<String>,
+    /// The image's author (`MAINTAINER`, or the base image's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
     /// CPU architecture.
     pub architecture: String,
     /// Operating system.

@@ -72,14 +72,26 @@ pub struct LocalSource {
 }
 
 /// A git repository source.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+///
+/// `checksum` and `skip_submodules` are left out of the encoding when unset,
+/// so sources without them keep the digests they had before the fields
+/// existed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct GitSource {
+    /// The commit the ref must resolve to: a full or abbreviated hex commit
+    /// id (`ADD --checksum=`, `?commit=`), checked against the resolved
+    /// commit (or the annotated tag object) as a prefix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<String>,
     /// Keep the `.git` directory.
     pub keep_git_dir: bool,
     /// Branch, tag or commit.
     pub reference: Option<String>,
     /// Remote URL.
     pub remote: String,
+    /// Do not check submodules out (`?submodules=false`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skip_submodules: bool,
     /// Sub directory of the checkout to use.
     pub subdir: Option<String>,
 }
@@ -128,21 +140,122 @@ impl Platform {
         }
     }
 
-    /// Parse `os/arch[/variant]`.
+    /// Parse `os/arch[/variant]`, `os` or `arch` and normalize it as
+    /// containerd's `platforms.Parse` does: lower case, `x86_64` → `amd64`,
+    /// `aarch64` → `arm64`, `armhf` → `arm/v7`, arm64's `v8` and amd64's `v1`
+    /// dropped, a bare `arm` taken as `arm/v7`. A lone OS gets the host's
+    /// architecture and a lone architecture the OS `linux`. `None` for an
+    /// empty part, more than three parts, or a lone word that is neither a
+    /// known OS nor a known architecture.
     pub fn parse(s: &str) -> Option<Self> {
-        let mut it = s.split('/');
-        let os = it.next().filter(|p| !p.is_empty())?.to_ascii_lowercase();
-        let architecture = it.next().filter(|p| !p.is_empty())?.to_ascii_lowercase();
-        let variant = it.next().map(str::to_ascii_lowercase);
-        if it.next().is_some() {
+        let parts: Vec<String> = s.split('/').map(str::to_ascii_lowercase).collect();
+        let valid = |p: &String| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        };
+        if parts.len() > 3 || !parts.iter().all(valid) {
             return None;
         }
+        let (os, arch, variant) = match parts.as_slice() {
+            [one] if KNOWN_OS.contains(&normalize_os(one)) => {
+                (one.clone(), Platform::host().architecture, None)
+            }
+            [one] if is_known_arch(one) => ("linux".to_string(), one.clone(), None),
+            [_] => return None,
+            [os, arch] => (os.clone(), arch.clone(), None),
+            [os, arch, variant] => (os.clone(), arch.clone(), Some(variant.clone())),
+            _ => return None,
+        };
+        let (architecture, variant) = normalize_arch(&arch, variant);
         Some(Platform {
-            os,
+            os: normalize_os(&os).to_string(),
             architecture,
             variant,
         })
     }
+}
+
+/// Operating systems Go knows (containerd's `isKnownOS`).
+const KNOWN_OS: &[&str] = &[
+    "aix",
+    "android",
+    "darwin",
+    "dragonfly",
+    "freebsd",
+    "hurd",
+    "illumos",
+    "ios",
+    "js",
+    "linux",
+    "nacl",
+    "netbsd",
+    "openbsd",
+    "plan9",
+    "solaris",
+    "windows",
+    "zos",
+];
+
+/// Architectures Go knows (containerd's `isKnownArch`).
+const KNOWN_ARCH: &[&str] = &[
+    "386",
+    "amd64",
+    "amd64p32",
+    "arm",
+    "armbe",
+    "arm64",
+    "arm64be",
+    "ppc64",
+    "ppc64le",
+    "loong64",
+    "mips",
+    "mipsle",
+    "mips64",
+    "mips64le",
+    "mips64p32",
+    "mips64p32le",
+    "ppc",
+    "riscv",
+    "riscv64",
+    "s390",
+    "s390x",
+    "sparc",
+    "sparc64",
+    "wasm",
+];
+
+fn normalize_os(os: &str) -> &str {
+    match os {
+        "macos" => "darwin",
+        o => o,
+    }
+}
+
+fn is_known_arch(arch: &str) -> bool {
+    KNOWN_ARCH.contains(&normalize_arch(arch, None).0.as_str())
+}
+
+/// containerd's `NormalizeArch`.
+fn normalize_arch(arch: &str, variant: Option<String>) -> (String, Option<String>) {
+    let v = variant.filter(|v| !v.is_empty());
+    let (a, v) = match arch {
+        "i386" => ("386", v),
+        "x86_64" | "x86-64" | "amd64" => ("amd64", v.filter(|v| v != "v1")),
+        "aarch64" | "arm64" => ("arm64", v.filter(|v| v != "8" && v != "v8")),
+        "armhf" => ("arm", Some("v7".to_string())),
+        "armel" => ("arm", Some("v6".to_string())),
+        "arm" => (
+            "arm",
+            Some(match v.as_deref() {
+                None | Some("7") => "v7".to_string(),
+                Some(n @ ("5" | "6" | "8")) => format!("v{n}"),
+                Some(other) => other.to_string(),
+            }),
+        ),
+        other => (other, v),
+    };
+    (a.to_string(), v)
 }
 
 impl fmt::Display for Platform {

@@ -141,11 +141,37 @@ proptest::proptest! {
 }
 
 #[test]
-fn platform_parse() {
-    let p = Platform::parse("linux/arm64/v8").expect("parse");
-    assert_eq!(p.to_string(), "linux/arm64/v8");
-    assert!(Platform::parse("linux").is_none());
-    assert!(Platform::parse("a/b/c/d").is_none());
+fn platform_parse_normalizes_as_containerd() {
+    let p = |s: &str| Platform::parse(s).map(|p| p.to_string());
+    let host = Platform::host().architecture;
+    for (given, want) in [
+        ("linux/arm64/v8", "linux/arm64"),
+        ("linux/arm64/8", "linux/arm64"),
+        ("linux/aarch64", "linux/arm64"),
+        ("arm64", "linux/arm64"),
+        ("Linux/AMD64", "linux/amd64"),
+        ("linux/x86_64", "linux/amd64"),
+        ("linux/amd64/v1", "linux/amd64"),
+        ("linux/amd64/v3", "linux/amd64/v3"),
+        ("linux/arm", "linux/arm/v7"),
+        ("linux/armhf", "linux/arm/v7"),
+        ("linux/arm/6", "linux/arm/v6"),
+        ("linux/i386", "linux/386"),
+        ("riscv64", "linux/riscv64"),
+    ] {
+        assert_eq!(p(given).as_deref(), Some(want), "{given}");
+    }
+    assert_eq!(p("linux"), Some(format!("linux/{host}")));
+    for bad in [
+        "a/b/c/d",
+        "",
+        "linux/",
+        "/amd64",
+        "frobnicate",
+        "linux/amd64,linux/arm64",
+    ] {
+        assert_eq!(p(bad), None, "{bad}");
+    }
 }
 
 proptest::proptest! {
@@ -183,6 +209,7 @@ fn canonical_encoding_is_sorted_json() {
             reference: Some("main".into()),
             subdir: None,
             keep_git_dir: true,
+            ..GitSource::default()
         })),
         Op::Source(SourceOp::Http(HttpSource {
             url: "https://example.invalid/f".into(),

@@ -31,6 +31,11 @@ pub struct CacheRecord {
     /// one: a COPY from a stage found by the content it copies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result_key: Option<Digest>,
+    /// When the result was made (seconds since the Unix epoch): the
+    /// `created` time of its history entry. A hit keeps it, so an
+    /// unchanged rebuild gives the same image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<i64>,
 }
 
 /// The on-disk index.

@@ -25,6 +25,7 @@ pub mod pull;
 pub mod remote;
 pub mod scheduler;
 pub mod snap;
+pub mod stamps;
 
 use rbuild_graph::Digest;
 

@@ -120,6 +120,8 @@ pub struct BuildState {
     /// Definition keys of COPY steps whose result is known by its content
     /// key: (definition key, content key).
     aliases: Mutex<Vec<(Digest, Digest)>>,
+    /// When each result snapshot of this build was made.
+    pub(crate) created: crate::stamps::Created,
 }
 
 #[allow(clippy::manual_async_fn)] // the trait requires a 'static future
@@ -236,10 +238,11 @@ impl Ops {
             match &rec.snapshot {
                 Some(s) if !self.snaps.exists(s) => self.index.remove(key),
                 s => {
+                    self.note_hit_created(key, &rec);
                     return Some(Hit {
                         snapshot: s.clone(),
                         key: rec.result_key.unwrap_or_else(|| key.clone()),
-                    })
+                    });
                 }
             }
         }
@@ -268,7 +271,7 @@ impl Ops {
         Some(top)
     }
 
-    fn lazy(&self, name: &str) -> Option<Arc<LazyChain>> {
+    pub(crate) fn lazy(&self, name: &str) -> Option<Arc<LazyChain>> {
         self.state.lazy.lock().ok()?.get(name).cloned()
     }
 
@@ -472,12 +475,14 @@ impl Ops {
         snapshot: Option<String>,
         result_key: Option<Digest>,
     ) -> Result<(), Error> {
+        let created = Some(self.created_for(snapshot.as_deref()));
         self.index
             .put(
                 key,
                 &CacheRecord {
                     snapshot,
                     result_key,
+                    created,
                 },
             )
             .map_err(|e| Error::Io("write cache index".into(), e))
@@ -659,7 +664,8 @@ impl Ops {
         inputs: &[VertexResult],
         meta: &VertexMeta,
     ) -> Result<VertexResult, Error> {
-        let key = cache_key(op, inputs, &[]);
+        let (extra, files) = self.mounted_context_content(e, inputs)?;
+        let key = cache_key(op, inputs, &extra);
         if let Some(hit) = self.hit(vertex, meta, &key) {
             return Ok(hit);
         }
@@ -668,7 +674,7 @@ impl Ops {
         if let Some(hit) = self.hit(vertex, meta, &key) {
             return Ok(hit);
         }
-        let miss = self.record_step(&key, op, inputs, &[], meta);
+        let miss = self.record_step(&key, op, inputs, &files, meta);
         let root = e
             .mounts
             .first()
@@ -685,6 +691,45 @@ impl Ops {
         })?;
         self.step_finished(meta);
         Ok(r)
+    }
+
+    /// The content a RUN mounts from a local context (`--mount=type=bind`,
+    /// or a cache mount seeded `from` it), keyed as COPY from the context
+    /// is: the checksum of what the mount's source path selects, filtered
+    /// by `.dockerignore`, one entry per such mount. A local source's own
+    /// key names the context, not its files, so without this an edited
+    /// file under a bind mount would leave the step cached. Mounts of a
+    /// stage or an image need nothing here: their input's key is part of
+    /// the step's key already. Also returns the selected files, so a miss
+    /// names the file that changed.
+    #[allow(clippy::type_complexity)]
+    fn mounted_context_content(
+        &self,
+        e: &ExecOp,
+        inputs: &[VertexResult],
+    ) -> Result<(Vec<String>, Vec<(String, Digest)>), Error> {
+        let mut extra = Vec::new();
+        let mut files = Vec::new();
+        for (n, m) in e.mounts.iter().enumerate().skip(1) {
+            if !matches!(m.kind, MountKind::Bind { .. } | MountKind::Cache { .. }) {
+                continue;
+            }
+            let Some(i) = m.input else { continue };
+            let ResultValue::Local(l) = &self.input(inputs, i)?.value else {
+                continue;
+            };
+            let sum = self
+                .hasher
+                .checksum_detailed(&l.path, &m.selector, true, Some(&l.ignore))?;
+            if sum.matched == 0 {
+                return Err(Error::File(fileop::FileOpError::NotFound(
+                    m.selector.clone(),
+                )));
+            }
+            extra.push(format!("mount:{n}:{}", sum.digest));
+            files.extend(sum.files);
+        }
+        Ok((extra, files))
     }
 
     fn exec_in(

@@ -111,6 +111,7 @@ pub fn materialize(ops: &Ops, chain: &LazyChain) -> Result<Option<String>, Error
                 &CacheRecord {
                     snapshot: parent.clone(),
                     result_key: None,
+                    created: None,
                 },
             )
             .map_err(|e| Error::Io("write cache index".into(), e))?;

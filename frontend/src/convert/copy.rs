@@ -105,6 +105,7 @@ pub(crate) fn dispatch_copy(
         .iter()
         .map(|e| expand(ctx, st, e, line))
         .collect::<Result<Vec<_>, _>>()?;
+    refuse_unapplied(ctx, c, name, line)?;
     let checksum = match &c.checksum {
         Some(v) => {
             let v = expand(ctx, st, v, line)?;
@@ -377,6 +378,33 @@ fn link_name(name: &str) -> String {
         Some((head, rest)) => format!("{head}] LINK {rest}"),
         None => format!("LINK {name}"),
     }
+}
+
+/// `--exclude` and `--parents` are carried into the graph
+/// ([`CopyAction::exclude_patterns`], [`CopyAction::parents`] and
+/// [`CopyAction::include_patterns`]) but the solver's copy does not apply
+/// them yet: it would ship the excluded files, or copy the whole source
+/// tree. Refuse them, naming the flag, rather than build a wrong image.
+fn refuse_unapplied(
+    ctx: &Ctx<'_>,
+    c: &CopyCmd,
+    name: &str,
+    line: usize,
+) -> Result<(), FrontendError> {
+    for (set, flag) in [
+        (!c.excludes.is_empty(), "--exclude"),
+        (c.parents, "--parents"),
+    ] {
+        if set {
+            return Err(err(
+                ctx,
+                line,
+                flag,
+                format!("{name} {flag} is not supported yet by rbuild"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A copy of a single prepared file or tree (remote sources, inline

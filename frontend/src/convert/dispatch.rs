@@ -658,7 +658,10 @@ fn dispatch_command(
             st.image.config.stop_signal = Some(s.clone());
             commit(st, format!("STOPSIGNAL {s}"), false);
         }
-        Instruction::Maintainer(m) => commit(st, format!("MAINTAINER {m}"), false),
+        Instruction::Maintainer(m) => {
+            st.image.author = Some(m.clone());
+            commit(st, format!("MAINTAINER {m}"), false);
+        }
         Instruction::Onbuild(expr) => {
             st.image
                 .config
