@@ -6,12 +6,12 @@
 use crate::fileop;
 use crate::ignore::Matcher;
 use crate::Error;
+use rbuild_fsroot::{FileType, Node};
 use rbuild_graph::Digest;
 use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
 use std::fs;
 use std::io::Read;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -101,15 +101,16 @@ impl ContextHasher {
         Ok(())
     }
 
-    fn file_digest(&self, path: &Path, meta: &fs::Metadata) -> Result<[u8; 32], Error> {
+    fn file_digest(&self, node: &Node, rel: &str) -> Result<[u8; 32], Error> {
+        let st = node.stat();
         let k: StatKey = (
-            meta.dev(),
-            meta.ino(),
-            meta.size(),
-            meta.mtime(),
-            meta.mtime_nsec(),
-            meta.ctime(),
-            meta.ctime_nsec(),
+            st.st_dev,
+            st.st_ino,
+            st.st_size as _,
+            st.st_mtime as _,
+            st.st_mtime_nsec as _,
+            st.st_ctime as _,
+            st.st_ctime_nsec as _,
         );
         if let Some(d) = self
             .files
@@ -119,14 +120,12 @@ impl ContextHasher {
         {
             return Ok(*d);
         }
-        let mut f =
-            fs::File::open(path).map_err(|e| Error::Io(format!("read {}", path.display()), e))?;
+        let read_err = |e| Error::Io(format!("read {rel}"), e);
+        let mut f = node.open_file().map_err(read_err)?;
         let mut h = Sha256::new();
         let mut buf = vec![0u8; 256 * 1024];
         loop {
-            let n = f
-                .read(&mut buf)
-                .map_err(|e| Error::Io(format!("read {}", path.display()), e))?;
+            let n = f.read(&mut buf).map_err(read_err)?;
             if n == 0 {
                 break;
             }
@@ -140,69 +139,78 @@ impl ContextHasher {
         Ok(d)
     }
 
+    /// Hash `node` (at `rel` in its tree) and, for a directory, what is
+    /// below it; every child is opened through its parent's handle.
     fn walk(
         &self,
-        host: &Path,
+        node: Node,
         rel: &str,
         filter: Option<&Matcher>,
         h: &mut Sha256,
         files: &mut Vec<(String, Digest)>,
     ) -> Result<(), Error> {
-        let meta = match fs::symlink_metadata(host) {
-            Ok(m) => m,
-            Err(e) => return Err(Error::Io(format!("stat {}", host.display()), e)),
-        };
-        let mode = meta.permissions().mode();
+        let st = *node.stat();
+        let mode: u32 = st.st_mode as _;
         h.update(rel.as_bytes());
         h.update([0]);
         h.update(mode.to_le_bytes());
         if self.owners {
-            h.update(meta.uid().to_le_bytes());
-            h.update(meta.gid().to_le_bytes());
+            h.update(st.st_uid.to_le_bytes());
+            h.update(st.st_gid.to_le_bytes());
         }
-        let ft = meta.file_type();
-        if ft.is_file() {
-            h.update(b"f");
-            h.update(meta.size().to_le_bytes());
-            let d = self.file_digest(host, &meta)?;
-            h.update(d);
-            let mut entry = Sha256::new();
-            entry.update(mode.to_le_bytes());
-            entry.update(d);
-            files.push((
-                rel.to_string(),
-                Digest::from_sha256(entry.finalize().into()),
-            ));
-        } else if ft.is_symlink() {
-            h.update(b"l");
-            let t = fs::read_link(host)
-                .map_err(|e| Error::Io(format!("readlink {}", host.display()), e))?;
-            h.update(t.as_os_str().as_encoded_bytes());
-        } else if ft.is_dir() {
-            h.update(b"d");
-            let mut names: Vec<_> = fs::read_dir(host)
-                .map_err(|e| Error::Io(format!("read dir {}", host.display()), e))?
-                .filter_map(|e| e.ok())
-                .map(|e| {
-                    (
-                        e.file_name(),
-                        e.file_type().map(|t| t.is_dir()).unwrap_or(false),
-                    )
-                })
-                .collect();
-            names.sort();
-            for (n, is_dir) in names {
-                let child_rel = format!("{}/{}", rel.trim_end_matches('/'), n.to_string_lossy());
-                if let Some(f) = filter {
-                    if f.excludes(&child_rel) && !(is_dir && f.has_exclusions()) {
-                        continue;
-                    }
-                }
-                self.walk(&host.join(&n), &child_rel, filter, h, files)?;
+        match node.kind() {
+            FileType::RegularFile => {
+                let size: u64 = st.st_size as _;
+                h.update(b"f");
+                h.update(size.to_le_bytes());
+                let d = self.file_digest(&node, rel)?;
+                h.update(d);
+                let mut entry = Sha256::new();
+                entry.update(mode.to_le_bytes());
+                entry.update(d);
+                files.push((
+                    rel.to_string(),
+                    Digest::from_sha256(entry.finalize().into()),
+                ));
             }
-        } else {
-            h.update(b"o");
-            h.update(meta.rdev().to_le_bytes());
+            FileType::Symlink => {
+                h.update(b"l");
+                let t = node
+                    .read_link()
+                    .map_err(|e| Error::Io(format!("readlink {rel}"), e))?;
+                h.update(t.as_os_str().as_encoded_bytes());
+            }
+            FileType::Directory => {
+                h.update(b"d");
+                let dir = node
+                    .into_dir()
+                    .map_err(|e| Error::Io(format!("read dir {rel}"), e))?;
+                let names = dir
+                    .entries()
+                    .map_err(|e| Error::Io(format!("read dir {rel}"), e))?;
+                for n in names {
+                    let child_rel = format!(
+                        "{}/{}",
+                        rel.trim_end_matches('/'),
+                        n.as_os_str().to_string_lossy()
+                    );
+                    let child = dir
+                        .node(&n)
+                        .map_err(|e| Error::Io(format!("stat {child_rel}"), e))?;
+                    if let Some(f) = filter {
+                        let is_dir = child.kind() == FileType::Directory;
+                        if f.excludes(&child_rel) && !(is_dir && f.has_exclusions()) {
+                            continue;
+                        }
+                    }
+                    self.walk(child, &child_rel, filter, h, files)?;
+                }
+            }
+            _ => {
+                let rdev: u64 = st.st_rdev as _;
+                h.update(b"o");
+                h.update(rdev.to_le_bytes());
+            }
         }
         h.update([0xff]);
         Ok(())
@@ -221,7 +229,8 @@ impl ContextHasher {
 
     /// Like [`ContextHasher::checksum`], also counting the matches of
     /// `src` and listing each selected regular file with a digest of its mode
-    /// and content (to explain cache misses).
+    /// and content (to explain cache misses). Everything is read through a
+    /// root handle on `root`: symlinks resolve inside it.
     pub fn checksum_detailed(
         &self,
         root: &Path,
@@ -230,12 +239,22 @@ impl ContextHasher {
         filter: Option<&Matcher>,
     ) -> Result<Selection, Error> {
         let filter = filter.filter(|f| !f.is_empty());
+        let root = fileop::open_root(root)?;
         let mut h = Sha256::new();
         let mut files = Vec::new();
-        let matches = fileop::expand_sources(root, src, true, filter);
+        let matches = fileop::expand_sources(&root, src, true, filter)?;
         for m in &matches {
-            let host = fileop::resolve_in_root(root, m, follow);
-            self.walk(&host, m, filter, &mut h, &mut files)?;
+            let node = root.node(m, follow).map_err(|e| {
+                if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
+                    Error::File(fileop::FileOpError::TooManyLinks {
+                        op: "stat",
+                        path: m.clone(),
+                    })
+                } else {
+                    Error::Io(format!("stat {m}"), e)
+                }
+            })?;
+            self.walk(node, m, filter, &mut h, &mut files)?;
         }
         Ok(Selection {
             digest: Digest::from_sha256(h.finalize().into()),
@@ -259,6 +278,7 @@ pub struct Selection {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn memo_survives_save_and_load() {

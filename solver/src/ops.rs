@@ -771,7 +771,9 @@ impl Ops {
                             p
                         }
                     };
-                    let source = fileop::resolve_in_root(&source, &m.selector, true);
+                    let source = rbuild_fsroot::Root::open(&source)
+                        .and_then(|r| r.real_host_path(&m.selector, true))
+                        .map_err(|e| Error::Io(format!("bind source {}", m.selector), e))?;
                     mounts.push(rbuild_exec::ExecMount::Bind {
                         source,
                         target: m.target.clone(),
@@ -991,7 +993,11 @@ impl Ops {
                 p
             }
         };
-        let src = fileop::resolve_in_root(&root, selector, true);
+        // Resolved in-root; a selector that is missing or does not resolve
+        // (a link chain) seeds nothing, as a missing one always did.
+        let src = rbuild_fsroot::Root::open(&root)
+            .and_then(|r| r.real_host_path(selector, true))
+            .unwrap_or_default();
         let copied = (|| {
             std::fs::create_dir_all(dir).map_err(io)?;
             if src.is_dir() {
