@@ -8,9 +8,10 @@
 
 use crate::compress::decompress_reader;
 use crate::fsutil::{
-    clean_components, fd_path, list_xattrs, open_dir, open_in_root, set_xattr, set_xattr_follow,
+    clean_components, fd_path, list_xattrs, open_in_root, set_xattr, set_xattr_follow,
 };
 use crate::{Error, IoContext, Result};
+use rbuild_fsroot::Root;
 use rbuild_graph::Digest;
 use rustix::fd::{AsFd, OwnedFd};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps, CWD};
@@ -117,8 +118,8 @@ pub fn apply_layer(reader: impl Read, target: &ApplyTarget) -> Result<ApplyStats
 
 struct Applier<'a> {
     target: &'a ApplyTarget,
-    root: OwnedFd,
-    lowers: Vec<OwnedFd>,
+    root: Root,
+    lowers: Vec<Root>,
     /// Paths this layer created (for opaque dirs in Delete mode).
     written: HashSet<Vec<u8>>,
     dir_times: Vec<(Vec<u8>, Timespec)>,
@@ -164,11 +165,11 @@ fn parse_pax_time(v: &[u8]) -> Option<Timespec> {
 
 impl<'a> Applier<'a> {
     fn new(target: &'a ApplyTarget) -> Result<Self> {
-        let root = open_dir(&target.dir)?;
+        let root = Root::open(&target.dir).at(&target.dir)?;
         let mut lowers = Vec::new();
         if target.mode == WhiteoutMode::Overlay {
             for l in &target.lowers {
-                lowers.push(open_dir(l)?);
+                lowers.push(Root::open(l).at(l)?);
             }
         }
         Ok(Self {
@@ -203,7 +204,8 @@ impl<'a> Applier<'a> {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(self.err_at(&full)(e)),
         }
-        let mut fd = self.root.try_clone().at(&self.target.dir)?;
+        let mut fd: OwnedFd = rustix::io::fcntl_dupfd_cloexec(&self.root, 0)
+            .map_err(|e| self.err_at(b"")(e.into()))?;
         for i in 0..comps.len() {
             let prefix = join(&comps[..=i]);
             match open_in_root(&self.root, os(&prefix), flags) {
@@ -225,11 +227,8 @@ impl<'a> Applier<'a> {
 
     /// Stat of `rel` in the topmost lower layer that has it.
     fn lower_stat(&self, rel: &[u8]) -> Option<rustix::fs::Stat> {
-        self.lowers.iter().find_map(|l| {
-            rustix::fs::statat(l, os(rel), AtFlags::SYMLINK_NOFOLLOW)
-                .ok()
-                .filter(|_| open_in_root(l, os(rel), OFlags::PATH).is_ok())
-        })
+        // Resolved inside each lower (never by the host's rules).
+        self.lowers.iter().find_map(|l| l.stat(os(rel), false).ok())
     }
 
     fn set_owner_mode_time(&self, dir: &OwnedFd, name: &[u8], st: &rustix::fs::Stat) -> Result<()> {

@@ -308,3 +308,41 @@ fn gnu_long_names_and_pax_records_are_honoured() {
     let xattrs = list_xattrs(&s.root.join("d")).expect("xattrs");
     assert_eq!(xattrs, vec![(b"user.k".to_vec(), b"v".to_vec())]);
 }
+
+#[test]
+fn dot_whiteouts_are_refused() {
+    // `.wh..` would name the parent itself and `.wh...` its parent: a
+    // whiteout may only hide one entry below its directory.
+    for name in [".wh..", ".wh...", "a/.wh..", "a/b/.wh...", ".wh."] {
+        let s = sandbox();
+        let err = s
+            .apply(RawTar::new().file(name, b"").finish())
+            .expect_err(name);
+        assert!(matches!(err, Error::UnsafePath { .. }), "{name}: {err}");
+        assert!(s.root.join("a/b").is_dir(), "{name}: deleted the tree");
+        s.outside_untouched();
+    }
+}
+
+#[test]
+fn whiteouts_below_symlinked_parents_stay_inside() {
+    let s = sandbox();
+    let abs = s.outside.display().to_string();
+    // A link planted by an earlier layer, and one planted by this layer,
+    // both naming the host dir; a relative one climbing out.
+    std::os::unix::fs::symlink(&s.outside, s.root.join("old")).expect("ln");
+    std::os::unix::fs::symlink("../../../../../../outside", s.root.join("a/up")).expect("ln");
+    let tar = RawTar::new()
+        .symlink("new", &abs)
+        .file("new/.wh.secret", b"")
+        .file("old/.wh.secret", b"")
+        .file("a/up/.wh.secret", b"")
+        .file("old/.wh..wh..opq", b"")
+        .finish();
+    // Refused or applied inside the root (the opaque dir below the
+    // dangling `old` fails: the link is not replaced by a directory);
+    // never outside.
+    let _ = s.apply(tar);
+    s.outside_untouched();
+    assert!(s.root.join("a/b").is_dir());
+}

@@ -3,8 +3,9 @@
 //! copies and atomic small-file writes.
 
 use crate::{IoContext, Result};
+use rbuild_fsroot::Root;
 use rustix::fd::{AsFd, OwnedFd};
-use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags, Timespec, Timestamps, CWD};
+use rustix::fs::{AtFlags, Mode, OFlags, Timespec, Timestamps, CWD};
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs;
@@ -13,31 +14,14 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-/// Open a directory as an `O_PATH` handle, to resolve paths beneath it.
-pub(crate) fn open_dir(path: &Path) -> Result<OwnedFd> {
-    rustix::fs::open(
-        path,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .at(path)
-}
-
 /// Open `rel` beneath `root` as if `root` were `/`: `..`, absolute paths
-/// and symlinks (absolute or relative) are all resolved inside `root`.
-pub(crate) fn open_in_root(root: impl AsFd, rel: &Path, flags: OFlags) -> io::Result<OwnedFd> {
-    let rel: &Path = if rel.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        rel
-    };
-    Ok(rustix::fs::openat2(
-        root,
-        rel,
-        flags | OFlags::CLOEXEC,
-        Mode::empty(),
-        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-    )?)
+/// and symlinks (absolute or relative) are all resolved inside `root`, by
+/// `rbuild-fsroot` (`openat2(RESOLVE_IN_ROOT)`, or its fail-closed walk
+/// where `openat2` is refused). `O_NOFOLLOW` in `flags` means the last
+/// component is not followed.
+pub(crate) fn open_in_root(root: &Root, rel: &Path, flags: OFlags) -> io::Result<OwnedFd> {
+    let follow = !flags.contains(OFlags::NOFOLLOW);
+    root.open_at(rel, flags & !OFlags::NOFOLLOW, follow)
 }
 
 /// A path naming an open fd, usable with path-only syscalls (`lsetxattr`).
@@ -120,9 +104,16 @@ pub(crate) fn set_meta(path: &Path, md: &fs::Metadata) -> io::Result<()> {
         AtFlags::SYMLINK_NOFOLLOW,
     )?;
     if !is_link {
+        // chmod never follows: the mode goes to the object opened without
+        // following, through its `/proc/self/fd` name.
+        let fd = rustix::fs::open(
+            path,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
         rustix::fs::chmodat(
             CWD,
-            path,
+            fd_path(&fd),
             Mode::from_raw_mode(md.mode() & 0o7777),
             AtFlags::empty(),
         )?;
