@@ -108,7 +108,7 @@ fn history_strings() {
         ("WORKDIR /app", false),
         ("RUN |1 V=1 /bin/sh -c echo hi # buildkit", false),
         ("COPY a b /dst/ # buildkit", false),
-        ("EXPOSE [80/tcp 53/udp]", true),
+        ("EXPOSE [53/udp 80/tcp]", true),
         ("USER me", true),
         ("LABEL x=y", true),
         ("CMD [\"x\"]", true),
@@ -151,9 +151,13 @@ fn run_exec_and_names() {
     assert_eq!(e.meta.user, "u");
     assert!(e.meta.env.contains(&("A".into(), "fromcli".into())));
     assert!(!e.meta.env.iter().any(|(k, _)| &**k == "HTTP_PROXY"));
+    // testBuiltinArgs: either spelling sets both.
     assert_eq!(
         e.meta.proxy_env,
-        vec![("HTTP_PROXY".to_string(), "http://p".to_string())]
+        vec![
+            ("HTTP_PROXY".to_string(), "http://p".to_string()),
+            ("http_proxy".to_string(), "http://p".to_string())
+        ]
     );
     assert!(matches!(
         e.mounts[0].kind,
@@ -297,7 +301,7 @@ fn copy_link_and_heredoc() {
 fn errors_with_positions() {
     assert_eq!(
         err("FROM busybox\nRUNN echo hi\nCOPY --chwon=1 a b\n"),
-        "Dockerfile:2:1: unknown instruction: RUNN (did you mean RUN?)\n 2 | RUNN echo hi\nDockerfile:3:6: unknown flag: chwon (did you mean chown?)\n 3 | COPY --chwon=1 a b"
+        "Dockerfile:2:1: unknown instruction: RUNN (did you mean RUN?)\n 2 | RUNN echo hi\nDockerfile:3:6: unknown flag: --chwon (did you mean chown?)\n 3 | COPY --chwon=1 a b"
     );
     assert!(err("FROM busybox\nRUN --mount=type=bogus x\n")
         .contains("unsupported mount type \"bogus\""));
@@ -414,6 +418,7 @@ fn git_named_contexts_and_add_sources_become_git_vertices() {
         reference: r.map(Into::into),
         subdir: sub.map(Into::into),
         keep_git_dir: keep,
+        ..rbuild_graph::GitSource::default()
     };
     assert_eq!(
         gits,
@@ -480,4 +485,22 @@ fn lowering_twice_gives_the_same_graph() {
         assert_eq!(again.root, first.root);
         assert_eq!(again.layer_vertices, first.layer_vertices);
     }
+}
+
+#[test]
+fn shebang_heredoc_runs_its_interpreter_after_tab_stripping() {
+    // testRunShebangHeredoc, the `<<-` half.
+    let b = lower("FROM busybox\nRUN <<-EOF\n\t#!/bin/awk -f\n\tBEGIN { print 1 }\nEOF\n");
+    let e = exec_of(&b);
+    assert_eq!(e.meta.args, vec!["/bin/sh", "-c", "/dev/pipes/EOF"]);
+}
+
+#[test]
+fn secret_env_is_masked_in_the_step_name() {
+    // testSecretAsEnviron: the ENV value never shows, the secret is `****`.
+    let b = lower(
+        "FROM busybox\nENV SECRET_ENV=foo\nRUN --mount=type=secret,id=mysecret,env=SECRET_ENV [ \"$SECRET_ENV\" == \"pw\" ]\n",
+    );
+    let name = &b.graph.meta[&b.root].name;
+    assert!(name.ends_with("[ \"****\" == \"pw\" ]"), "{name}");
 }

@@ -100,17 +100,20 @@ pub(crate) fn unused_build_args(ctx: &mut Ctx<'_>) {
     }
 }
 
-/// Proxy env for RUN: every proxy build arg given.
+/// Proxy env for RUN. As in BuildKit, a proxy build arg in either spelling
+/// (`http_proxy` or `HTTP_PROXY`) sets both spellings; given both, the
+/// upper-case one wins.
 pub(crate) fn proxy_env(ctx: &Ctx<'_>) -> Vec<(String, String)> {
-    PROXY_ARGS
-        .iter()
-        .filter_map(|k| {
-            ctx.opts
-                .build_args
-                .get(*k)
-                .map(|v| (k.to_string(), v.clone()))
-        })
-        .collect()
+    let mut out = Vec::new();
+    for pair in PROXY_ARGS.chunks(2) {
+        let [upper, lower] = pair else { continue };
+        let args = &ctx.opts.build_args;
+        if let Some(v) = args.get(*upper).or_else(|| args.get(*lower)) {
+            out.push((upper.to_string(), v.clone()));
+            out.push((lower.to_string(), v.clone()));
+        }
+    }
+    out
 }
 
 /// The global scope from ARG defaults alone (no build args), for the

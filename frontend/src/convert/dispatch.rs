@@ -587,6 +587,9 @@ fn dispatch_command(
             for p in &ps {
                 exposed.insert(p.clone(), Empty {});
             }
+            // BuildKit prints the set of ports, sorted.
+            ps.sort_unstable();
+            ps.dedup();
             commit(st, format!("EXPOSE {}", util::go_list(&ps)), false);
         }
         Instruction::Volume(vols) => {

@@ -298,8 +298,8 @@ pub(crate) fn dispatch_run(
             } else {
                 first.content.clone()
             };
-            // BuildKit tests the raw body (before `<<-` tab stripping).
-            if first.content.starts_with("#!") {
+            // BuildKit tests the body after `<<-` tab stripping.
+            if data.starts_with("#!") {
                 let f = ctx.graph.add(
                     Op::File(FileOp {
                         base: None,
@@ -448,7 +448,7 @@ pub(crate) fn dispatch_run(
         }
     };
     let history = run_history(&args, st);
-    let text = display_text(ctx, st, node);
+    let text = masked_display_text(ctx, st, node, &mounts);
     let meta = ctx.step_meta(st, &text, (line, node.end_line));
     let exec = ExecOp {
         meta: ExecMeta {
@@ -474,6 +474,31 @@ pub(crate) fn dispatch_run(
 /// as written if expansion fails) and its first word upper-cased.
 pub(crate) fn display_text(ctx: &Ctx<'_>, st: &StageState, node: &Node) -> String {
     shown_text(node.original.trim(), node.is("run"), ctx.escape, &st.env)
+}
+
+/// [`display_text`] of a RUN whose secret mounts set env variables: as in
+/// BuildKit, those variables show as `****`, never as their ENV value.
+fn masked_display_text(ctx: &Ctx<'_>, st: &StageState, node: &Node, mounts: &[Mount]) -> String {
+    let secret_envs = mounts.iter().filter_map(|m| match &m.kind {
+        MountKind::Secret { env: Some(e), .. } => Some(e.as_str()),
+        _ => None,
+    });
+    let mut env: Vec<(std::sync::Arc<str>, std::sync::Arc<str>)> = Vec::new();
+    for name in secret_envs {
+        if env.is_empty() {
+            env = st.env.as_ref().clone();
+        }
+        env.push((name.into(), "****".into()));
+    }
+    if env.is_empty() {
+        return display_text(ctx, st, node);
+    }
+    shown_text(
+        node.original.trim(),
+        true,
+        ctx.escape,
+        &std::sync::Arc::new(env),
+    )
 }
 
 /// `orig` as the step label shows it: expanded with `env` (RUN keeps quotes

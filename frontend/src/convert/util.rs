@@ -85,13 +85,23 @@ pub fn parse_chown(s: &str) -> Option<Chown> {
 }
 
 /// Parse a `--chmod` value: octal, or symbolic like `u+x,g-w` / `a=rX`.
+///
+/// A value that looks numeric (starts with a digit) but is not octal up to
+/// `07777` gets BuildKit's text, which users grep for.
 pub fn parse_chmod(s: &str) -> Result<Chmod, String> {
-    if !s.is_empty() && s.chars().all(|c| c.is_digit(8)) {
-        return u32::from_str_radix(s, 8)
-            .ok()
+    if s.starts_with(|c: char| c.is_ascii_digit()) {
+        return s
+            .chars()
+            .all(|c| c.is_digit(8))
+            .then(|| u32::from_str_radix(s, 8).ok())
+            .flatten()
             .filter(|m| *m <= 0o7777)
             .map(Chmod::Octal)
-            .ok_or_else(|| format!("invalid chmod parameter: '{s}'"));
+            .ok_or_else(|| {
+                format!(
+                    "invalid chmod parameter: '{s}'. it should be octal string and between 0 and 07777"
+                )
+            });
     }
     let ok = !s.is_empty()
         && s.split(',').all(|clause| {
@@ -149,5 +159,22 @@ mod tests {
         assert_eq!(resolve_path("/w", "x/../y"), "/w/y");
         assert_eq!(resolve_path("", "x"), "/x");
         assert_eq!(resolve_path("/w", "/abs/"), "/abs");
+    }
+
+    #[test]
+    fn invalid_numeric_chmod_has_buildkits_text() {
+        // testAddInvalidChmod / testCopyInvalidChmod.
+        for v in ["64a", "10000", "9"] {
+            assert_eq!(
+                parse_chmod(v),
+                Err(format!(
+                    "invalid chmod parameter: '{v}'. it should be octal string and between 0 and 07777"
+                ))
+            );
+        }
+        assert_eq!(parse_chmod("0755"), Ok(Chmod::Octal(0o755)));
+        assert_eq!(parse_chmod("7777"), Ok(Chmod::Octal(0o7777)));
+        assert_eq!(parse_chmod("u+x"), Ok(Chmod::Symbolic("u+x".into())));
+        assert!(parse_chmod("u*x").is_err());
     }
 }

@@ -81,7 +81,7 @@ impl<'a> Flags<'a> {
     pub fn parse(&mut self) -> Result<(), (String, String)> {
         for raw in &self.node.flags {
             let Some(arg) = raw.strip_prefix("--") else {
-                return Err((raw.clone(), format!("Arg should start with -- : {raw}")));
+                return Err((raw.clone(), format!("arg should start with -- : {raw}")));
             };
             if arg.is_empty() {
                 return Ok(());
@@ -94,7 +94,7 @@ impl<'a> Flags<'a> {
             let Some(def) = self.defs.iter_mut().find(|d| d.name == name) else {
                 let names: Vec<&str> = self.defs.iter().map(|d| d.name).collect();
                 let msg = crate::error::with_suggestion(
-                    format!("unknown flag: {name}"),
+                    format!("unknown flag: --{name}"),
                     name,
                     names,
                     true,
@@ -102,19 +102,19 @@ impl<'a> Flags<'a> {
                 return Err((needle, msg));
             };
             if def.used && def.kind != Kind::Strings {
-                return Err((needle, format!("Duplicate flag specified: {name}")));
+                return Err((needle, format!("duplicate flag specified: --{name}")));
             }
             def.used = true;
             match def.kind {
                 Kind::Bool => match value.map(str::to_ascii_lowercase).as_deref() {
-                    Some("") => return Err((needle, format!("Missing a value on flag: {name}"))),
+                    Some("") => return Err((needle, format!("missing a value on flag: --{name}"))),
                     None | Some("true") => def.value = Some("true".into()),
                     Some("false") => def.value = Some("false".into()),
                     Some(_) => {
                         return Err((
                             needle,
                             format!(
-                                "Expecting boolean value for flag {name}, not: {}",
+                                "expecting boolean value for flag --{name}, not: {}",
                                 value.unwrap_or_default()
                             ),
                         ))
@@ -122,7 +122,7 @@ impl<'a> Flags<'a> {
                 },
                 Kind::String | Kind::Strings => {
                     let Some(v) = value else {
-                        return Err((needle, format!("Missing a value on flag: {name}")));
+                        return Err((needle, format!("missing a value on flag: --{name}")));
                     };
                     if def.kind == Kind::String {
                         def.value = Some(v.to_string());

@@ -467,7 +467,15 @@ pub fn parse_instruction(n: &Node) -> Result<Instruction, InstrError> {
                 .get(n.value.len()..)
                 .unwrap_or("")
                 .trim_start_matches(crate::shell::is_space);
-            Instruction::Onbuild(expr.to_string())
+            // As in BuildKit, the trigger keeps its heredoc bodies (each
+            // body, then its terminator, on the lines after the command).
+            let mut expr = expr.to_string();
+            for h in &sub.heredocs {
+                expr.push('\n');
+                expr.push_str(&h.content);
+                expr.push_str(&h.name);
+            }
+            Instruction::Onbuild(expr)
         }
         "healthcheck" => parse_health(n)?,
         "copy" | "add" => parse_copy(n, kw == "add")?,

@@ -13,12 +13,12 @@ fn check_err(src: &str, msg: &str) {
 #[test]
 fn flag_errors() {
     for (src, msg) in [
-        ("COPY --chwon=1 a b", "unknown flag: chwon (did you mean chown?)"),
-        ("COPY --from a b", "Missing a value on flag: from"),
-        ("COPY --link=maybe a b", "Expecting boolean value for flag link, not: maybe"),
-        ("COPY --from=a --from=b a b", "Duplicate flag specified: from"),
-        ("ADD --from=a a b", "unknown flag: from"),
-        ("ENV --x=1 a=b", "unknown flag: x"),
+        ("COPY --chwon=1 a b", "unknown flag: --chwon (did you mean chown?)"),
+        ("COPY --from a b", "missing a value on flag: --from"),
+        ("COPY --link=maybe a b", "expecting boolean value for flag --link, not: maybe"),
+        ("COPY --from=a --from=b a b", "duplicate flag specified: --from"),
+        ("ADD --from=a a b", "unknown flag: --from"),
+        ("ENV --x=1 a=b", "unknown flag: --x"),
         ("RUNN x", "unknown instruction: RUNN (did you mean RUN?)"),
         ("copyy a b", "unknown instruction: copyy (did you mean copy?)"),
         ("COPY a", "COPY requires at least two arguments, but only one was provided. Destination could not be determined"),
@@ -83,6 +83,23 @@ fn typed_values() {
         panic!()
     };
     assert_eq!(e, "RUN echo x");
+}
+
+#[test]
+fn onbuild_trigger_keeps_heredoc_body() {
+    // testOnBuildHeredoc: the trigger text is what BuildKit stores.
+    let Ok(Instruction::Onbuild(e)) =
+        one("ONBUILD RUN <<EOF\necho \"hello world\" >> /dest\nEOF\n")
+    else {
+        panic!()
+    };
+    assert_eq!(e, "RUN <<EOF\necho \"hello world\" >> /dest\nEOF");
+    let again = parse(&e).expect("the trigger parses again");
+    assert_eq!(again.nodes.len(), 1);
+    assert_eq!(
+        again.nodes[0].heredocs[0].content,
+        "echo \"hello world\" >> /dest\n"
+    );
 }
 
 #[test]
