@@ -123,6 +123,7 @@ pub fn busybox_config() -> ImageConfig {
     };
     ImageConfig {
         created: Some("2024-01-01T00:00:00Z".into()),
+        author: None,
         architecture: "amd64".into(),
         os: "linux".into(),
         config: ContainerConfig {
