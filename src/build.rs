@@ -15,6 +15,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+mod remote;
+
 /// The Dockerfile text, its display name, and the context directory.
 struct Input {
     dockerfile: String,
@@ -711,7 +713,9 @@ pub fn run(cli: &Cli, args: &BuildArgs) -> Result<()> {
     };
     let policy = PullPolicy::parse(&args.pull)?;
     check_names(args)?;
-    let input = read_input(&args.context, args.file.as_deref())?;
+    let (input, commit_time) = remote::read_build_input(args)?;
+    let with_epoch = remote::with_context_epoch(args, commit_time);
+    let args = with_epoch.as_ref().unwrap_or(args);
 
     // Outputs: explicit ones, --push, or rbuild's own image store.
     let mut outputs: Vec<OutputSpec> = Vec::new();

@@ -36,6 +36,7 @@
 mod convert;
 mod debug;
 pub mod error;
+pub mod git_url;
 pub mod instructions;
 pub mod lint;
 pub mod parser;

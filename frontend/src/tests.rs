@@ -418,6 +418,7 @@ fn git_named_contexts_and_add_sources_become_git_vertices() {
         reference: r.map(Into::into),
         subdir: sub.map(Into::into),
         keep_git_dir: keep,
+        ..rbuild_graph::GitSource::default()
     };
     assert_eq!(
         gits,

@@ -72,14 +72,26 @@ pub struct LocalSource {
 }
 
 /// A git repository source.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+///
+/// `checksum` and `skip_submodules` are left out of the encoding when unset,
+/// so sources without them keep the digests they had before the fields
+/// existed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct GitSource {
+    /// The commit the ref must resolve to: a full or abbreviated hex commit
+    /// id (`ADD --checksum=`, `?commit=`), checked against the resolved
+    /// commit (or the annotated tag object) as a prefix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<String>,
     /// Keep the `.git` directory.
     pub keep_git_dir: bool,
     /// Branch, tag or commit.
     pub reference: Option<String>,
     /// Remote URL.
     pub remote: String,
+    /// Do not check submodules out (`?submodules=false`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skip_submodules: bool,
     /// Sub directory of the checkout to use.
     pub subdir: Option<String>,
 }

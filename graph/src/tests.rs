@@ -209,6 +209,7 @@ fn canonical_encoding_is_sorted_json() {
             reference: Some("main".into()),
             subdir: None,
             keep_git_dir: true,
+            ..GitSource::default()
         })),
         Op::Source(SourceOp::Http(HttpSource {
             url: "https://example.invalid/f".into(),

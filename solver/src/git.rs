@@ -1,38 +1,45 @@
-//! Git sources: `ADD <git url>[#ref[:subdir]] <dest>` and
-//! `--build-context name=<git url>`, with the `git` command-line client.
+//! Git sources: `ADD <git url> <dest>`, `--build-context name=<git url>`
+//! and a git URL as the build context, with the `git` command-line client.
 //!
 //! On every build the ref is resolved to a commit with `git ls-remote` (a
-//! full commit sha is taken as is). The cache key is the source with the
-//! ref replaced by that commit, so a branch that moved misses and a rebuild
-//! of the same commit hits, whatever ref name led to it (BuildKit keys on
-//! the commit, `.git` kept or not, and the subdirectory). On a miss the
-//! commit is fetched shallowly (`--depth=1`, by ref name, then by sha, then
-//! the whole repository when the server allows neither) into a scratch
-//! repository and checked out into a new snapshot.
+//! full commit sha is taken as is), the way BuildKit resolves it: the full
+//! ref name (`refs/<ref>`), then a branch, then a tag (an annotated tag's
+//! commit). A `checksum` (`ADD --checksum=<commit>`, `?commit=`) must be a
+//! prefix of that commit or of the annotated tag object, else the source
+//! fails with "expected checksum to match". The cache key is the source
+//! with the ref replaced by the commit and without the checksum, so a
+//! branch that moved misses, and a rebuild of the same commit hits whatever
+//! ref name (or checksum) led to it (BuildKit keys on the commit, `.git`
+//! kept or not, submodules, and the subdirectory). On a miss the commit is
+//! fetched shallowly (`--depth=1`, by ref name, then by sha, then the whole
+//! repository when the server allows neither, as dumb HTTP does) into a
+//! scratch repository (sha256 when the commit id is) and checked out into
+//! a new snapshot.
 //!
 //! What lands in the snapshot is what BuildKit puts there: the tree of the
 //! commit (or of its subdirectory), without `.git` unless `keep_git_dir`
 //! (then `.git` is a shallow repository with HEAD detached at the commit
 //! and `origin` set to the remote without credentials), submodules checked
-//! out, files owned by the user rbuild runs as (root: 0:0), modes from git
-//! under umask 022, and mtimes of the checkout, as in BuildKit's default
-//! (an exported layer clamps them to `SOURCE_DATE_EPOCH` when it is set).
+//! out unless `skip_submodules`, files owned by the user rbuild runs as
+//! (root: 0:0), modes from git under umask 022, and mtimes of the checkout,
+//! as in BuildKit's default (an exported layer clamps them to
+//! `SOURCE_DATE_EPOCH` when it is set).
 //!
-//! git runs as in BuildKit: no system or user git configuration, no
-//! terminal prompts, `protocol.file.allow=user`; proxy variables are passed
-//! through. Credentials are not supported; an SSH remote uses the agent of
-//! `--ssh default` when given.
+//! How git runs (no configuration, proxies, credentials) is [`run`]'s job.
 //!
 //! Cost: one `ls-remote` round trip per git source per build, even when
 //! cached; no shared clone across builds, so each miss fetches again.
 
+mod run;
+
+pub use run::GitEnv;
+
 use crate::ops::{cache_key, Ops, VertexResult};
-use crate::progress::{Event, LogStream};
+use crate::progress::Event;
 use crate::Error;
 use rbuild_graph::{Digest, GitSource, Op, SourceOp, VertexMeta};
-use std::io::Read;
+use run::Git;
 use std::path::{Component, Path, PathBuf};
-use std::process::{Command, Stdio};
 
 /// Why a git source failed.
 #[derive(Debug, thiserror::Error)]
@@ -49,12 +56,23 @@ pub enum GitError {
         message: String,
     },
     /// The ref names nothing in the repository.
-    #[error("repository {remote} does not contain ref {reference}")]
+    #[error("repository does not contain ref {reference} (remote {remote})")]
     NoSuchRef {
         /// The remote, without credentials.
         remote: String,
         /// The ref asked for.
         reference: String,
+    },
+    /// The checksum is not a hex commit id.
+    #[error("invalid checksum {0} for Git URL, expected hex commit hash")]
+    InvalidChecksum(String),
+    /// The ref resolved to another commit than the checksum names.
+    #[error("expected checksum to match {checksum}, got {got}")]
+    ChecksumMismatch {
+        /// The checksum asked for.
+        checksum: String,
+        /// The commit (or commit and tag object) the ref names.
+        got: String,
     },
     /// Checking the commit out failed.
     #[error("failed to checkout remote {remote}: {message}")]
@@ -96,32 +114,75 @@ pub fn is_commit(s: &str) -> bool {
     (s.len() == 40 || s.len() == 64) && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// The ref to check out and the commit it names, from `git ls-remote`
-/// output for `reference`: a branch first, then a tag (its peeled commit
-/// for an annotated tag), then any full ref name, then the first line.
-pub fn pick_ref(ls_remote: &str, reference: &str) -> Option<(String, String)> {
+/// What a ref resolved to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resolved {
+    /// The ref that names it on the remote (`None`: a bare commit id).
+    pub remote_ref: Option<String>,
+    /// The commit (an annotated tag's target).
+    pub commit: String,
+    /// The annotated tag object, when the ref is one.
+    pub tag_object: Option<String>,
+}
+
+/// The ref and commit `git ls-remote` output names for `reference`, as
+/// BuildKit picks them: `HEAD` itself, else the full name `refs/<ref>`, a
+/// branch `refs/heads/<ref>`, then a tag `refs/tags/<ref>` (annotated:
+/// the commit it points at).
+pub fn pick_ref(ls_remote: &str, reference: &str) -> Option<Resolved> {
     let lines: Vec<(&str, &str)> = ls_remote
         .lines()
         .filter_map(|l| l.split_once('\t'))
         .filter(|(sha, _)| is_commit(sha))
         .collect();
     let find = |name: &str| lines.iter().find(|(_, n)| *n == name).map(|(s, _)| *s);
-    let mut candidates = vec![
-        format!("refs/heads/{reference}"),
-        format!("refs/tags/{reference}"),
-    ];
-    if reference == "HEAD" || reference.starts_with("refs/") {
-        candidates.insert(0, reference.to_string());
+    let found = |name: String, sha: &str| Resolved {
+        remote_ref: Some(name),
+        commit: sha.to_ascii_lowercase(),
+        tag_object: None,
+    };
+    if reference == "HEAD" {
+        return find("HEAD").map(|sha| found("HEAD".into(), sha));
     }
-    for c in candidates {
-        if let Some(sha) = find(&format!("{c}^{{}}")).or_else(|| find(&c)) {
-            return Some((c, sha.to_string()));
+    let tail = |p: &str| format!("{p}{}", reference.strip_prefix(p).unwrap_or(reference));
+    let partial = tail("refs/");
+    let head = tail("refs/heads/");
+    for name in [partial, head] {
+        if let Some(sha) = find(&name) {
+            return Some(found(name, sha));
         }
     }
-    lines
-        .iter()
-        .find(|(_, n)| !n.ends_with("^{}"))
-        .map(|(sha, name)| (name.to_string(), sha.to_string()))
+    let tag = tail("refs/tags/");
+    let sha = find(&tag)?;
+    Some(match find(&format!("{tag}^{{}}")) {
+        Some(peeled) => Resolved {
+            tag_object: Some(sha.to_ascii_lowercase()),
+            ..found(tag, peeled)
+        },
+        None => found(tag, sha),
+    })
+}
+
+/// Check `checksum` (a hex prefix) against a resolved commit or tag object.
+pub fn verify_checksum(checksum: Option<&str>, r: &Resolved) -> Result<(), GitError> {
+    let Some(c) = checksum else {
+        return Ok(());
+    };
+    if c.is_empty() || !c.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(GitError::InvalidChecksum(c.to_string()));
+    }
+    let c = c.to_ascii_lowercase();
+    let matches = |s: &str| s.starts_with(&c);
+    if matches(&r.commit) || r.tag_object.as_deref().is_some_and(matches) {
+        return Ok(());
+    }
+    Err(GitError::ChecksumMismatch {
+        checksum: c,
+        got: match &r.tag_object {
+            Some(t) => format!("{t} or {}", r.commit),
+            None => r.commit.clone(),
+        },
+    })
 }
 
 /// `subdir` as a relative path inside the repository (`None`: its root).
@@ -141,120 +202,209 @@ pub fn clean_subdir(subdir: &str) -> Result<Option<PathBuf>, String> {
     Ok((!out.as_os_str().is_empty()).then_some(out))
 }
 
-/// A finished git command: its stdout, or its exit status and stderr.
-struct Output {
-    ok: bool,
-    stdout: String,
-    stderr: String,
+/// Resolve `g`'s ref on its remote and verify its checksum.
+fn resolve(git: &Git<'_>, g: &GitSource, shown: &str) -> Result<Resolved, Error> {
+    let reference = g.reference.as_deref().unwrap_or("HEAD");
+    if let Some(c) = &g.checksum {
+        if c.is_empty() || !c.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(GitError::InvalidChecksum(c.clone()).into());
+        }
+    }
+    let resolved = if is_commit(reference) {
+        Resolved {
+            remote_ref: None,
+            commit: reference.to_ascii_lowercase(),
+            tag_object: None,
+        }
+    } else {
+        // `<ref>^{}` lists the commit an annotated tag points at.
+        let peeled = format!("{reference}^{{}}");
+        let out = git.run(None, &["ls-remote", &g.remote, reference, &peeled])?;
+        if !out.ok {
+            return Err(GitError::Fetch {
+                remote: shown.to_string(),
+                message: out.message(),
+            }
+            .into());
+        }
+        pick_ref(&out.stdout, reference).ok_or_else(|| GitError::NoSuchRef {
+            remote: shown.to_string(),
+            reference: reference.to_string(),
+        })?
+    };
+    verify_checksum(g.checksum.as_deref(), &resolved)?;
+    Ok(resolved)
 }
 
-impl Output {
-    /// The last lines of stderr, for an error message.
-    fn message(&self) -> String {
-        let lines: Vec<&str> = self.stderr.lines().filter(|l| !l.is_empty()).collect();
-        let tail = lines[lines.len().saturating_sub(3)..].join("; ");
-        if tail.is_empty() {
-            "git exited with an error".into()
-        } else {
-            tail
+/// The source's subdirectory, checked.
+fn subdir_of(g: &GitSource, shown: &str) -> Result<Option<PathBuf>, Error> {
+    match g.subdir.as_deref().map(clean_subdir).transpose() {
+        Ok(s) => Ok(s.flatten()),
+        Err(message) => Err(GitError::Subdir {
+            remote: shown.to_string(),
+            subdir: g.subdir.clone().unwrap_or_default(),
+            message,
         }
+        .into()),
     }
 }
 
-/// Runs git for one vertex, streaming its stderr as the vertex's output.
-struct Git<'a> {
-    ops: &'a Ops,
-    vertex: &'a Digest,
+/// A git checkout made outside the solver (the build context).
+#[derive(Clone, Debug)]
+pub struct Checkout {
+    /// The commit checked out.
+    pub commit: String,
+    /// Its committer time, in seconds since the epoch.
+    pub commit_time: i64,
 }
 
-impl Git<'_> {
-    fn run(&self, dir: Option<&Path>, args: &[&str]) -> Result<Output, Error> {
-        let mut cmd = Command::new("git");
-        cmd.args(["-c", "protocol.file.allow=user"])
-            .args(args)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("GIT_TERMINAL_PROMPT", "0")
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("HOME", "/dev/null")
-            .env("LC_ALL", "C")
-            .env(
-                "GIT_SSH_COMMAND",
-                "ssh -F /dev/null -o StrictHostKeyChecking=no",
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (k, v) in std::env::vars_os() {
-            let name = k.to_string_lossy().to_ascii_uppercase();
-            if matches!(
-                name.as_str(),
-                "HTTP_PROXY" | "HTTPS_PROXY" | "NO_PROXY" | "ALL_PROXY"
-            ) {
-                cmd.env(k, v);
-            }
+/// Check `g` out into the empty directory `dest` (a git URL given as the
+/// build context), as a git source's snapshot would hold it. `tmp` holds
+/// the scratch repository.
+pub fn checkout_to(
+    g: &GitSource,
+    dest: &Path,
+    tmp: &Path,
+    env: &GitEnv,
+) -> Result<Checkout, Error> {
+    let git = Git::new(env, &g.remote);
+    let shown = redact(&g.remote);
+    let resolved = resolve(&git, g, &shown)?;
+    let subdir = subdir_of(g, &shown)?;
+    let scratch = tempfile::tempdir_in(tmp).map_err(|e| Error::Io("git scratch dir".into(), e))?;
+    let git_dir = materialize(&git, g, &resolved, subdir.as_deref(), dest, scratch.path())?;
+    let dir = git_dir.to_string_lossy().into_owned();
+    let out = git.run(
+        None,
+        &[
+            "--git-dir",
+            &dir,
+            "show",
+            "-s",
+            "--format=%ct",
+            &resolved.commit,
+        ],
+    )?;
+    let commit_time = out
+        .stdout
+        .trim()
+        .parse::<i64>()
+        .map_err(|_| GitError::Checkout {
+            remote: shown.clone(),
+            message: format!("no commit time for {}: {}", resolved.commit, out.message()),
+        })?;
+    Ok(Checkout {
+        commit: resolved.commit,
+        commit_time,
+    })
+}
+
+impl Ops {
+    /// The git environment of this build.
+    fn git_env(&self) -> GitEnv {
+        GitEnv {
+            proxy: self.registry.config().proxy.clone(),
+            ssh_sock: self.ssh.get("default").cloned(),
+            secrets: self
+                .secrets
+                .iter()
+                .filter(|(k, _)| k.starts_with("GIT_AUTH_"))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
         }
-        if let Some(sock) = self.ops.ssh.get("default") {
-            cmd.env("SSH_AUTH_SOCK", sock);
-        }
-        if let Some(d) = dir {
-            cmd.current_dir(d);
-        }
-        // SAFETY: between fork and exec the child only calls umask(2), which
-        // is async-signal-safe and touches no memory of the parent.
-        unsafe {
-            use std::os::unix::process::CommandExt;
-            cmd.pre_exec(|| {
-                rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
-                Ok(())
+    }
+
+    /// Resolve, and on a miss fetch and check out, one git source.
+    pub(crate) fn git(
+        &self,
+        vertex: &Digest,
+        g: &GitSource,
+        meta: &VertexMeta,
+    ) -> Result<VertexResult, Error> {
+        let t = self.started(vertex, meta);
+        let env = self.git_env();
+        let mut git = Git::new(&env, &g.remote);
+        git.log = Some((&self.events, vertex));
+        git.cancel = Some(&self.cancel);
+        let shown = redact(&g.remote);
+        let resolved = resolve(&git, g, &shown)?;
+        if resolved.remote_ref.is_some() {
+            let asked = g.reference.as_deref().unwrap_or("HEAD");
+            self.emit(Event::Note {
+                vertex: vertex.clone(),
+                text: format!("{asked} is commit {}", resolved.commit),
             });
         }
-        let mut child = cmd.spawn().map_err(GitError::NotInstalled)?;
-        let mut stdout = child.stdout.take();
-        let out_reader = std::thread::spawn(move || {
-            let mut s = String::new();
-            if let Some(o) = stdout.as_mut() {
-                let _ = o.read_to_string(&mut s);
-            }
-            s
-        });
-        let mut stderr = child.stderr.take();
-        let events = self.ops.events.clone();
-        let vertex = self.vertex.clone();
-        let err_reader = std::thread::spawn(move || {
-            let mut all = Vec::new();
-            let mut buf = [0u8; 4096];
-            while let Some(Ok(n)) = stderr.as_mut().map(|e| e.read(&mut buf)) {
-                if n == 0 {
-                    break;
-                }
-                all.extend_from_slice(&buf[..n]);
-                let _ = events.send(Event::Log {
-                    vertex: vertex.clone(),
-                    stream: LogStream::Stderr,
-                    data: buf[..n].to_vec(),
-                });
-            }
-            String::from_utf8_lossy(&all).into_owned()
-        });
-        let status = loop {
-            if self.ops.cancel.is_cancelled() {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(Error::Cancelled);
-            }
-            match child.try_wait() {
-                Ok(Some(s)) => break s,
-                Ok(None) => std::thread::sleep(std::time::Duration::from_millis(20)),
-                Err(e) => return Err(Error::Io("wait for git".into(), e)),
-            }
+        let subdir = subdir_of(g, &shown)?;
+        let keyed = GitSource {
+            reference: Some(resolved.commit.clone()),
+            subdir: subdir.as_ref().map(|s| s.to_string_lossy().into_owned()),
+            checksum: None,
+            ..g.clone()
         };
-        Ok(Output {
-            ok: status.success(),
-            stdout: out_reader.join().unwrap_or_default(),
-            stderr: err_reader.join().unwrap_or_default(),
+        let key = cache_key(&Op::Source(SourceOp::Git(keyed)), &[], &[]);
+        if let Some(hit) = self.hit(vertex, meta, &key) {
+            return Ok(hit);
+        }
+        let scratch =
+            tempfile::tempdir_in(&self.tmp).map_err(|e| Error::Io("git scratch dir".into(), e))?;
+        self.build_snapshot(vertex, meta, key, "git", None, t, |root| {
+            materialize(&git, g, &resolved, subdir.as_deref(), root, scratch.path()).map(|_| ())
         })
     }
+}
+
+/// Fetch the resolved commit and check it out into `root` as the source
+/// says (`.git` kept, a subdirectory lifted, submodules); returns the git
+/// directory that holds the commit.
+fn materialize(
+    git: &Git<'_>,
+    g: &GitSource,
+    r: &Resolved,
+    subdir: Option<&Path>,
+    root: &Path,
+    scratch: &Path,
+) -> Result<PathBuf, Error> {
+    let shown = redact(&g.remote);
+    let keep = g.keep_git_dir && subdir.is_none();
+    let sha256 = r.commit.len() == 64;
+    let checkout = |git_dir: &Path, work: &Path| {
+        let fetch = Fetch {
+            git_dir,
+            commit: &r.commit,
+            remote_ref: r.remote_ref.as_deref(),
+            local_ref: keep,
+        };
+        fetch_commit(git, &fetch, &shown)?;
+        checkout_into(git, git_dir, work, &r.commit, !g.skip_submodules, &shown)
+    };
+    if keep {
+        let git_dir = root.join(".git");
+        init(git, &git_dir, false, sha256, &g.remote, &shown)?;
+        checkout(&git_dir, root)?;
+        tidy_kept(git, &git_dir, &shown)?;
+        return Ok(git_dir);
+    }
+    let git_dir = scratch.join("repo.git");
+    init(git, &git_dir, true, sha256, &g.remote, &shown)?;
+    match subdir {
+        None => checkout(&git_dir, root)?,
+        Some(sub) => {
+            let work = tempfile::Builder::new()
+                .prefix(".checkout")
+                .tempdir_in(root)
+                .map_err(|e| Error::Io("git checkout dir".into(), e))?;
+            checkout(&git_dir, work.path())?;
+            lift(&work.path().join(sub), root).map_err(|message| {
+                Error::from(GitError::Subdir {
+                    remote: shown.clone(),
+                    subdir: sub.to_string_lossy().into_owned(),
+                    message,
+                })
+            })?;
+        }
+    }
+    Ok(git_dir)
 }
 
 /// Where a fetch puts the commit and how to name it there.
@@ -269,168 +419,79 @@ struct Fetch<'a> {
     local_ref: bool,
 }
 
-impl Ops {
-    /// Resolve, and on a miss fetch and check out, one git source.
-    pub(crate) fn git(
-        &self,
-        vertex: &Digest,
-        g: &GitSource,
-        meta: &VertexMeta,
-    ) -> Result<VertexResult, Error> {
-        let t = self.started(vertex, meta);
-        let git = Git { ops: self, vertex };
-        let shown = redact(&g.remote);
-        let reference = g.reference.as_deref().unwrap_or("HEAD");
-        let (remote_ref, commit) = if is_commit(reference) {
-            (None, reference.to_ascii_lowercase())
+/// Get `f.commit` into `f.git_dir`: shallow by ref name, shallow by sha,
+/// then everything (servers that refuse unadvertised objects or depth).
+fn fetch_commit(git: &Git<'_>, f: &Fetch<'_>, shown: &str) -> Result<(), Error> {
+    let dir = f.git_dir.to_string_lossy().into_owned();
+    let has_commit = || -> Result<bool, Error> {
+        let want = format!("{}^{{commit}}", f.commit);
+        Ok(git
+            .run(None, &["--git-dir", &dir, "cat-file", "-e", &want])?
+            .ok)
+    };
+    let base = ["--git-dir", &dir, "fetch", "-q", "-u", "--no-tags"];
+    let mut last = None;
+    if let Some(r) = f.remote_ref {
+        let spec = if f.local_ref && r != "HEAD" {
+            format!("{r}:{r}")
         } else {
-            // `<ref>^{}` lists the commit an annotated tag points at.
-            let peeled = format!("{reference}^{{}}");
-            let out = git.run(None, &["ls-remote", &g.remote, reference, &peeled])?;
-            if !out.ok {
-                return Err(GitError::Fetch {
-                    remote: shown,
-                    message: out.message(),
-                }
-                .into());
-            }
-            let (r, sha) = pick_ref(&out.stdout, reference).ok_or_else(|| GitError::NoSuchRef {
-                remote: shown.clone(),
-                reference: reference.to_string(),
-            })?;
-            self.emit(Event::Note {
-                vertex: vertex.clone(),
-                text: format!("{reference} is commit {sha}"),
-            });
-            (Some(r), sha)
+            r.to_string()
         };
-        let subdir = match g.subdir.as_deref().map(clean_subdir).transpose() {
-            Ok(s) => s.flatten(),
-            Err(message) => {
-                return Err(GitError::Subdir {
-                    remote: shown,
-                    subdir: g.subdir.clone().unwrap_or_default(),
-                    message,
-                }
-                .into())
-            }
-        };
-        let resolved = GitSource {
-            reference: Some(commit.clone()),
-            subdir: subdir.as_ref().map(|s| s.to_string_lossy().into_owned()),
-            ..g.clone()
-        };
-        let key = cache_key(&Op::Source(SourceOp::Git(resolved)), &[], &[]);
-        if let Some(hit) = self.hit(vertex, meta, &key) {
-            return Ok(hit);
-        }
-        let scratch =
-            tempfile::tempdir_in(&self.tmp).map_err(|e| Error::Io("git scratch dir".into(), e))?;
-        self.build_snapshot(vertex, meta, key, "git", None, t, |root| {
-            let keep = g.keep_git_dir && subdir.is_none();
-            let checkout = |git_dir: &Path, work: &Path| {
-                let fetch = Fetch {
-                    git_dir,
-                    commit: &commit,
-                    remote_ref: remote_ref.as_deref(),
-                    local_ref: keep,
-                };
-                self.fetch(&git, &fetch, &shown)?;
-                checkout_into(&git, git_dir, work, &commit, &shown)
-            };
-            if keep {
-                let git_dir = root.join(".git");
-                init(&git, &git_dir, false, &g.remote, &shown)?;
-                checkout(&git_dir, root)?;
-                tidy_kept(&git, &git_dir, &shown)
-            } else {
-                let git_dir = scratch.path().join("repo.git");
-                init(&git, &git_dir, true, &g.remote, &shown)?;
-                match &subdir {
-                    None => checkout(&git_dir, root),
-                    Some(sub) => {
-                        let work = tempfile::Builder::new()
-                            .prefix(".checkout")
-                            .tempdir_in(root)
-                            .map_err(|e| Error::Io("git checkout dir".into(), e))?;
-                        checkout(&git_dir, work.path())?;
-                        lift(&work.path().join(sub), root).map_err(|message| {
-                            Error::from(GitError::Subdir {
-                                remote: shown.clone(),
-                                subdir: sub.to_string_lossy().into_owned(),
-                                message,
-                            })
-                        })
-                    }
-                }
-            }
-        })
-    }
-
-    /// Get `f.commit` into `f.git_dir`: shallow by ref name, shallow by sha,
-    /// then everything (servers that refuse unadvertised objects or depth).
-    fn fetch(&self, git: &Git<'_>, f: &Fetch<'_>, shown: &str) -> Result<(), Error> {
-        let dir = f.git_dir.to_string_lossy().into_owned();
-        let has_commit = || -> Result<bool, Error> {
-            let want = format!("{}^{{commit}}", f.commit);
-            Ok(git
-                .run(None, &["--git-dir", &dir, "cat-file", "-e", &want])?
-                .ok)
-        };
-        let base = ["--git-dir", &dir, "fetch", "-q", "-u", "--no-tags"];
-        let mut last = None;
-        if let Some(r) = f.remote_ref {
-            let spec = if f.local_ref && r != "HEAD" {
-                format!("{r}:{r}")
-            } else {
-                r.to_string()
-            };
-            let out = git.run(None, &[&base[..], &["--depth=1", "origin", &spec]].concat())?;
-            if out.ok && has_commit()? {
-                return Ok(());
-            }
-            last = Some(out);
-        }
-        let out = git.run(
-            None,
-            &[&base[..], &["--depth=1", "origin", f.commit]].concat(),
-        )?;
+        let out = git.run(None, &[&base[..], &["--depth=1", "origin", &spec]].concat())?;
         if out.ok && has_commit()? {
             return Ok(());
         }
-        let shallow = f.git_dir.join("shallow").exists();
-        let mut args = base.to_vec();
-        if shallow {
-            args.push("--unshallow");
-        }
-        args.extend([
-            "origin",
-            "+refs/heads/*:refs/remotes/origin/*",
-            "+refs/tags/*:refs/tags/*",
-        ]);
-        let full = git.run(None, &args)?;
-        if full.ok && has_commit()? {
-            return Ok(());
-        }
-        let failed = [Some(full), Some(out), last]
-            .into_iter()
-            .flatten()
-            .find(|o| !o.ok);
-        Err(GitError::Fetch {
-            remote: shown.to_string(),
-            message: match failed {
-                Some(o) => o.message(),
-                None => format!("commit {} is not in the repository", f.commit),
-            },
-        }
-        .into())
+        last = Some(out);
     }
+    let out = git.run(
+        None,
+        &[&base[..], &["--depth=1", "origin", f.commit]].concat(),
+    )?;
+    if out.ok && has_commit()? {
+        return Ok(());
+    }
+    let shallow = f.git_dir.join("shallow").exists();
+    let mut args = base.to_vec();
+    if shallow {
+        args.push("--unshallow");
+    }
+    args.extend([
+        "origin",
+        "+refs/heads/*:refs/remotes/origin/*",
+        "+refs/tags/*:refs/tags/*",
+    ]);
+    let full = git.run(None, &args)?;
+    if full.ok && has_commit()? {
+        return Ok(());
+    }
+    let failed = [Some(full), Some(out), last]
+        .into_iter()
+        .flatten()
+        .find(|o| !o.ok);
+    Err(GitError::Fetch {
+        remote: shown.to_string(),
+        message: match failed {
+            Some(o) => o.message(),
+            None => format!("commit {} is not in the repository", f.commit),
+        },
+    }
+    .into())
 }
 
 /// A new repository at `git_dir` with `origin` set to `remote`.
-fn init(git: &Git<'_>, git_dir: &Path, bare: bool, remote: &str, shown: &str) -> Result<(), Error> {
+fn init(
+    git: &Git<'_>,
+    git_dir: &Path,
+    bare: bool,
+    sha256: bool,
+    remote: &str,
+    shown: &str,
+) -> Result<(), Error> {
     let dir = git_dir.to_string_lossy().into_owned();
     let mut args = vec!["-c", "init.defaultBranch=master", "init", "-q"];
+    if sha256 {
+        args.push("--object-format=sha256");
+    }
     if bare {
         args.push("--bare");
         args.push(&dir);
@@ -454,12 +515,13 @@ fn init(git: &Git<'_>, git_dir: &Path, bare: bool, remote: &str, shown: &str) ->
     Ok(())
 }
 
-/// Check `commit` out into `work`, with its submodules.
+/// Check `commit` out into `work`, with its submodules if asked.
 fn checkout_into(
     git: &Git<'_>,
     git_dir: &Path,
     work: &Path,
     commit: &str,
+    submodules: bool,
     shown: &str,
 ) -> Result<(), Error> {
     let dir = git_dir.to_string_lossy().into_owned();
@@ -472,35 +534,40 @@ fn checkout_into(
         "-c",
         "advice.detachedHead=false",
     ];
-    let mut steps: Vec<Vec<&str>> =
-        vec![[&base[..], &["checkout", "-q", "--detach", commit]].concat()];
-    if work.join(".gitmodules").exists() {
-        steps.push(
-            [
-                &base[..],
-                &[
-                    "submodule",
-                    "update",
-                    "-q",
-                    "--init",
-                    "--recursive",
-                    "--depth=1",
-                ],
-            ]
-            .concat(),
-        );
-    }
-    for a in steps {
-        let out = git.run(Some(work), &a)?;
-        if !out.ok {
-            return Err(GitError::Checkout {
-                remote: shown.to_string(),
-                message: out.message(),
-            }
-            .into());
+    let out = git.run(
+        Some(work),
+        &[&base[..], &["checkout", "-q", "--detach", commit]].concat(),
+    )?;
+    if !out.ok {
+        return Err(GitError::Checkout {
+            remote: shown.to_string(),
+            message: out.message(),
         }
+        .into());
+    }
+    if submodules && work.join(".gitmodules").exists() {
+        update_submodules(git, &base, work, shown)?;
     }
     Ok(())
+}
+
+/// `git submodule update --init --recursive`, shallow first; servers that
+/// cannot serve a shallow fetch (dumb HTTP) get a full one.
+fn update_submodules(git: &Git<'_>, base: &[&str], work: &Path, shown: &str) -> Result<(), Error> {
+    let update = ["submodule", "update", "-q", "--init", "--recursive"];
+    let out = git.run(Some(work), &[base, &update[..], &["--depth=1"]].concat())?;
+    if out.ok {
+        return Ok(());
+    }
+    let full = git.run(Some(work), &[base, &update[..]].concat())?;
+    if full.ok {
+        return Ok(());
+    }
+    Err(GitError::Checkout {
+        remote: shown.to_string(),
+        message: format!("update submodules: {}", full.message()),
+    }
+    .into())
 }
 
 /// A kept `.git` as BuildKit leaves it: origin without credentials, no
@@ -549,69 +616,4 @@ fn lift(from: &Path, to: &Path) -> Result<(), String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const SHA_A: &str = "1111111111111111111111111111111111111111";
-    const SHA_B: &str = "2222222222222222222222222222222222222222";
-    const SHA_C: &str = "3333333333333333333333333333333333333333";
-
-    #[test]
-    fn pick_ref_prefers_branches_then_peeled_tags() {
-        let out = format!(
-            "{SHA_A}\trefs/heads/feature/v1\n{SHA_B}\trefs/tags/v1\n{SHA_C}\trefs/tags/v1^{{}}\n"
-        );
-        // An annotated tag resolves to the commit it points at.
-        assert_eq!(
-            pick_ref(&out, "v1"),
-            Some(("refs/tags/v1".into(), SHA_C.into()))
-        );
-        let out = format!("{SHA_A}\trefs/heads/main\n{SHA_B}\trefs/tags/main\n");
-        assert_eq!(
-            pick_ref(&out, "main"),
-            Some(("refs/heads/main".into(), SHA_A.into()))
-        );
-        let out = format!("{SHA_A}\tHEAD\n");
-        assert_eq!(pick_ref(&out, "HEAD"), Some(("HEAD".into(), SHA_A.into())));
-        let out = format!("{SHA_B}\trefs/pull/7/head\n");
-        assert_eq!(
-            pick_ref(&out, "refs/pull/7/head"),
-            Some(("refs/pull/7/head".into(), SHA_B.into()))
-        );
-        assert_eq!(pick_ref("", "main"), None);
-    }
-
-    #[test]
-    fn subdirs_are_relative_and_stay_inside() {
-        assert_eq!(clean_subdir("/"), Ok(None));
-        assert_eq!(clean_subdir("./"), Ok(None));
-        assert_eq!(clean_subdir("/a/b/"), Ok(Some(PathBuf::from("a/b"))));
-        assert_eq!(clean_subdir("a/../c"), Ok(Some(PathBuf::from("c"))));
-        assert!(clean_subdir("../x").is_err());
-    }
-
-    #[test]
-    fn redact_hides_passwords_only() {
-        assert_eq!(
-            redact("https://user:secret@example.com/r.git"),
-            "https://user:xxxxx@example.com/r.git"
-        );
-        assert_eq!(
-            redact("https://token@example.com/r.git"),
-            "https://token@example.com/r.git"
-        );
-        assert_eq!(
-            redact("git://127.0.0.1:9418/r.git"),
-            "git://127.0.0.1:9418/r.git"
-        );
-        assert_eq!(redact("git@example.com:x/y.git"), "git@example.com:x/y.git");
-    }
-
-    #[test]
-    fn commits_are_full_hex_ids() {
-        assert!(is_commit(SHA_A));
-        assert!(is_commit(&"ab".repeat(32)));
-        assert!(!is_commit("main"));
-        assert!(!is_commit("1111111"));
-    }
-}
+mod tests;

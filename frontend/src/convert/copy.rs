@@ -9,7 +9,7 @@ use crate::instructions::{CopyCmd, CopySource};
 use crate::parser::{chomp_heredoc_content, Node};
 use crate::shell::Lexer;
 use rbuild_graph::{
-    CopyAction, FileAction, FileOp, GitSource, HttpSource, InputIndex, MergeOp, MkfileAction, Op,
+    CopyAction, FileAction, FileOp, HttpSource, InputIndex, MergeOp, MkfileAction, Op,
     SourceOp, VertexMeta,
 };
 
@@ -21,36 +21,7 @@ fn is_http(s: &str) -> bool {
     s.starts_with("http://") || s.starts_with("https://")
 }
 
-/// Whether an ADD source or a named context is a git repository URL.
-pub(crate) fn is_git(s: &str) -> bool {
-    s.starts_with("git@")
-        || s.starts_with("git://")
-        || ((is_http(s) || s.starts_with("ssh://"))
-            && s.split('#').next().is_some_and(|u| u.ends_with(".git")))
-}
-
-/// A git source from `<remote>[#<ref>[:<subdir>]]`.
-pub(crate) fn git_source(url: &str, keep_git_dir: bool) -> GitSource {
-    let (remote, frag) = url
-        .split_once('#')
-        .map_or((url, None), |(a, b)| (a, Some(b)));
-    let (reference, subdir) = match frag {
-        Some(f) => match f.split_once(':') {
-            Some((r, d)) => (
-                Some(r.to_string()).filter(|r| !r.is_empty()),
-                Some(d.to_string()),
-            ),
-            None => (Some(f.to_string()).filter(|r| !r.is_empty()), None),
-        },
-        None => (None, None),
-    };
-    GitSource {
-        remote: remote.to_string(),
-        reference,
-        subdir,
-        keep_git_dir,
-    }
-}
+pub(crate) use crate::git_url::is_git;
 
 /// `CopyIgnoredFile`: a main-context source that `.dockerignore` excludes
 /// (BuildKit checks the cleaned source path, itself or a parent).
@@ -106,9 +77,15 @@ pub(crate) fn dispatch_copy(
         .map(|e| expand(ctx, st, e, line))
         .collect::<Result<Vec<_>, _>>()?;
     refuse_unapplied(ctx, c, name, line)?;
-    let checksum = match &c.checksum {
+    let checksum_text = match &c.checksum {
+        Some(v) => Some(expand(ctx, st, v, line)?),
+        None => None,
+    };
+    // A git source's checksum is a commit (checked by git_url); others' a digest.
+    let git_checksum = matches!(sources.as_slice(), [CopySource::Path(p)] if is_git(p));
+    let checksum = match &checksum_text {
+        Some(_) if git_checksum => None,
         Some(v) => {
-            let v = expand(ctx, st, v, line)?;
             Some(v.parse::<rbuild_graph::Digest>().map_err(|e| {
                 err(
                     ctx,
@@ -221,11 +198,10 @@ pub(crate) fn dispatch_copy(
             }
             CopySource::Path(p) if c.is_add && c.from.is_none() && is_git(p) => {
                 msg.push_str(&format!(" {p}"));
+                let src = crate::git_url::git_source(p, c.keep_git_dir, checksum_text.as_deref())
+                    .map_err(|e| err(ctx, line, p, e))?;
                 let g = ctx.graph.add(
-                    Op::Source(SourceOp::Git(git_source(
-                        p,
-                        c.keep_git_dir.unwrap_or(false),
-                    ))),
+                    Op::Source(SourceOp::Git(src)),
                     Vec::new(),
                     VertexMeta {
                         name: format!("[internal] load git source {p}"),

@@ -263,8 +263,11 @@ impl Ctx<'_> {
             return Ok(Some((d, Some(r.config))));
         }
         if copy::is_git(&v) {
+            let src = crate::git_url::git_source(&v, None, None).map_err(|e| {
+                FrontendError::single(self.diag(line, name, format!("build context {name}: {e}")))
+            })?;
             let d = self.graph.add(
-                Op::Source(SourceOp::Git(copy::git_source(&v, false))),
+                Op::Source(SourceOp::Git(src)),
                 Vec::new(),
                 VertexMeta {
                     name: format!("[internal] load git source {v}"),
