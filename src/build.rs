@@ -886,6 +886,8 @@ pub fn run(cli: &Cli, args: &BuildArgs) -> Result<()> {
             "none" => rbuild_exec::Network::None,
             _ => rbuild_exec::Network::Host,
         },
+        shm_size: args.shm_size,
+        ulimits: args.ulimits.clone(),
         cancel: cancel.clone(),
         lease: Some(lease.clone()),
         cache_mounts: env.root.join("cache-mounts"),
@@ -1016,7 +1018,7 @@ fn layer_compression(outputs: &[OutputSpec]) -> Result<rbuild_cache::CompressOpt
     }) {
         bail!(
             "outputs ask for different layer compressions ({} and {}): rbuild makes one set of layers per build; build once per compression",
-            chosen.map(|c| describe(c)).unwrap_or_default(),
+            chosen.map(describe).unwrap_or_default(),
             describe(other)
         );
     }

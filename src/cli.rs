@@ -189,6 +189,13 @@ pub struct BuildArgs {
     /// Network for RUN steps: default, none or host.
     #[arg(long, default_value = "default", value_parser = ["default", "none", "host"])]
     pub network: String,
+    /// Size of /dev/shm in RUN steps (bytes, or with a k, m or g suffix).
+    #[arg(long = "shm-size", value_name = "SIZE", value_parser = parse_shm_size)]
+    pub shm_size: Option<u64>,
+    /// Resource limit of RUN steps, as Docker takes it: NAME=SOFT[:HARD]
+    /// (e.g. nofile=1024:2048); repeatable.
+    #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]", value_parser = parse_ulimit)]
+    pub ulimits: Vec<rbuild_exec::Rlimit>,
     /// Add a host-to-IP mapping to /etc/hosts of RUN steps (HOST:IP or
     /// HOST=IP; an IPv6 address may be in brackets).
     #[arg(long = "add-host", value_name = "HOST:IP")]
@@ -251,6 +258,16 @@ pub fn normalize_args(mut args: Vec<String>) -> Vec<String> {
         Some(_) => args.insert(i, "build".to_string()),
     }
     args
+}
+
+/// `--shm-size`.
+fn parse_shm_size(s: &str) -> Result<u64, String> {
+    rbuild_exec::parse_size(s)
+}
+
+/// `--ulimit`.
+fn parse_ulimit(s: &str) -> Result<rbuild_exec::Rlimit, String> {
+    rbuild_exec::Rlimit::parse(s)
 }
 
 #[cfg(test)]

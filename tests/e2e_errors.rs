@@ -38,7 +38,7 @@ fn a_lowercase_dockerfile_is_found_and_reported_as_dockerfile() {
     .expect("write");
     let err = fails(&rb, &["build", &ctx.path().to_string_lossy()]);
     assert!(
-        err.contains("Dockerfile:3:1: unknown instruction: RUNN"),
+        err.contains("Dockerfile:3:1: dockerfile parse error on line 3: unknown instruction: RUNN"),
         "{err}"
     );
 }

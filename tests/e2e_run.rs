@@ -89,7 +89,7 @@ fn secret_is_readable_in_run_and_absent_from_image_history_and_graph() {
     // A required secret that is not given fails with its id.
     let missing = rb.run(["build", "--no-cache", &ctx_s]);
     assert!(!missing.status.success());
-    assert!(String::from_utf8_lossy(&missing.stderr).contains("secret tok not found"));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("secret tok: not found"));
 }
 
 #[test]

@@ -63,6 +63,7 @@ mod bundle;
 mod embedded;
 mod error;
 mod helper;
+mod limits;
 mod output;
 mod rootfs;
 mod runc;
@@ -78,6 +79,7 @@ use std::sync::Arc;
 pub use bundle::SecretBytes;
 pub use error::{Error, Result};
 pub use helper::{maybe_run_embedded_helper, HELPER_ARG};
+pub use limits::{parse_size, Rlimit};
 pub use supervise::clear_signal_mask;
 pub use user::{resolve_user, ResolvedUser};
 
@@ -94,6 +96,8 @@ pub struct ProcessSpec {
     /// `""`, `name`, `uid`, `uid:gid`, `name:group` (resolved from the
     /// rootfs's `/etc/passwd` and `/etc/group`).
     pub user: String,
+    /// Resource limits (`--ulimit`); none: the runtime's own limits.
+    pub rlimits: Vec<Rlimit>,
 }
 
 /// A mount into the sandbox, in addition to the defaults.

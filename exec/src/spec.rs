@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 use oci_spec::runtime::{
     Capabilities, Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxDeviceBuilder,
     LinuxDeviceCgroup, LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxNamespaceBuilder,
-    LinuxNamespaceType, LinuxResourcesBuilder, Mount, MountBuilder, ProcessBuilder, RootBuilder,
-    Spec, SpecBuilder, UserBuilder,
+    LinuxNamespaceType, LinuxResourcesBuilder, Mount, MountBuilder, PosixRlimit,
+    PosixRlimitBuilder, PosixRlimitType, ProcessBuilder, RootBuilder, Spec, SpecBuilder,
+    UserBuilder,
 };
 
 use crate::seccomp;
@@ -284,6 +285,44 @@ pub(crate) fn process_env(process: &ProcessSpec, user: &ResolvedUser) -> Vec<Str
     env
 }
 
+/// OCI rlimits of `--ulimit` values (`None` when there are none).
+fn rlimits(limits: &[crate::Rlimit]) -> Result<Option<Vec<PosixRlimit>>> {
+    if limits.is_empty() {
+        return Ok(None);
+    }
+    limits
+        .iter()
+        .map(|l| {
+            let typ: PosixRlimitType = l
+                .kind
+                .parse()
+                .map_err(|_| spec_err(format!("unknown rlimit {}", l.kind)))?;
+            PosixRlimitBuilder::default()
+                .typ(typ)
+                .soft(l.soft)
+                .hard(l.hard)
+                .build()
+                .map_err(spec_err)
+        })
+        .collect::<Result<Vec<_>>>()
+        .map(Some)
+}
+
+/// A later mount on `/dev/shm` (`--shm-size`, a tmpfs mount) replaces the
+/// default one rather than stacking on it.
+fn shm_once(mounts: Vec<Mount>) -> Vec<Mount> {
+    let shm = Path::new("/dev/shm");
+    let Some(last) = mounts.iter().rposition(|m| m.destination() == shm) else {
+        return mounts;
+    };
+    mounts
+        .into_iter()
+        .enumerate()
+        .filter(|(i, m)| *i == last || m.destination() != shm)
+        .map(|(_, m)| m)
+        .collect()
+}
+
 /// Build the spec.
 pub(crate) fn build(input: SpecInput<'_>) -> Result<Spec> {
     let cap_set = if input.insecure {
@@ -319,8 +358,9 @@ pub(crate) fn build(input: SpecInput<'_>) -> Result<Spec> {
         .capabilities(capabilities)
         .build()
         .map_err(spec_err)?;
-    // Inherit the runtime's limits: a spec must not ask above the hard limits.
-    process.set_rlimits(None);
+    // Without `--ulimit`, inherit the runtime's limits: a spec must not ask
+    // above the hard limits.
+    process.set_rlimits(rlimits(&input.process.rlimits)?);
     // `noNewPrivileges` unset means false (setuid binaries work, as in
     // Docker). Unset rather than `false`: libcontainer loads the seccomp
     // filter before dropping capabilities only when the field is absent, and
@@ -444,7 +484,7 @@ pub(crate) fn build(input: SpecInput<'_>) -> Result<Spec> {
         .root(root)
         .hostname(input.hostname)
         .process(process)
-        .mounts(input.mounts)
+        .mounts(shm_once(input.mounts))
         .linux(linux)
         .build()
         .map_err(spec_err)

@@ -195,6 +195,7 @@ pub fn build(
         FrontendError::single(rep.at_line(line, format!("failed to parse check options: {e}")))
     })?;
     let mut linter = lint::Linter::new(config);
+    linter.inline_skips(&ast.nodes);
     for w in &ast.warnings {
         linter.run(
             lint::rules::NO_EMPTY_CONTINUATION,
@@ -202,18 +203,49 @@ pub fn build(
             "Empty continuation line".into(),
         );
     }
-    let stages = instructions::parse_stages(std::mem::take(&mut ast.nodes)).map_err(|errs| {
-        let diags = errs
-            .into_iter()
-            .map(|e| rep.at_text(e.line, &e.needle, e.message))
-            .collect();
-        FrontendError::many(ErrorKind::Syntax, diags)
-    })?;
+    let stages = match instructions::parse_stages(std::mem::take(&mut ast.nodes)) {
+        Ok(s) => s,
+        Err(errs) => return Err(instruction_errors(dockerfile, file, &rep, errs, linter)),
+    };
     let mut lowered = convert::lower(&stages, ast.escape, dockerfile, opts, resolver, linter)?;
     if let Some(w) = syntax_warning(&ast, opts, &rep) {
         lowered.warnings.insert(0, w);
     }
     Ok(lowered)
+}
+
+/// Instructions that failed to parse, in BuildKit's words (`dockerfile
+/// parse error on line N: …`), with the warnings of the checks BuildKit
+/// runs while parsing the instructions before the first error.
+fn instruction_errors(
+    dockerfile: &str,
+    file: &str,
+    rep: &Reporter,
+    errs: Vec<instructions::InstrError>,
+    mut linter: lint::Linter,
+) -> FrontendError {
+    let first = errs.iter().map(|e| e.line).min().unwrap_or(0);
+    let diags = errs
+        .into_iter()
+        .map(|e| {
+            let msg = format!("dockerfile parse error on line {}: {}", e.line, e.message);
+            rep.at_text(e.line, &e.needle, msg)
+        })
+        .collect();
+    let mut err = FrontendError::many(ErrorKind::Syntax, diags);
+    // The error path only: parse again and keep what precedes the error.
+    if let Ok(ast) = parse_all(dockerfile, file) {
+        let before: Vec<parser::Node> = ast
+            .nodes
+            .into_iter()
+            .filter(|n| n.start_line < first)
+            .collect();
+        if let Ok(stages) = instructions::parse_stages(before) {
+            lint::stages::check_parse_time(&mut linter, &stages);
+        }
+    }
+    err.checks = linter.finish().0;
+    err
 }
 
 /// BuildKit runs the frontend image a `# syntax=` directive (or the

@@ -301,7 +301,7 @@ fn copy_link_and_heredoc() {
 fn errors_with_positions() {
     assert_eq!(
         err("FROM busybox\nRUNN echo hi\nCOPY --chwon=1 a b\n"),
-        "Dockerfile:2:1: unknown instruction: RUNN (did you mean RUN?)\n 2 | RUNN echo hi\nDockerfile:3:6: unknown flag: --chwon (did you mean chown?)\n 3 | COPY --chwon=1 a b"
+        "Dockerfile:2:1: dockerfile parse error on line 2: unknown instruction: RUNN (did you mean RUN?)\n 2 | RUNN echo hi\nDockerfile:3:6: dockerfile parse error on line 3: unknown flag: --chwon (did you mean chown?)\n 3 | COPY --chwon=1 a b"
     );
     assert!(err("FROM busybox\nRUN --mount=type=bogus x\n")
         .contains("unsupported mount type \"bogus\""));
@@ -310,10 +310,24 @@ fn errors_with_positions() {
     assert!(
         err("FROM busybox\nCOPY --from=3 a b\n").contains("Dockerfile:2:13: invalid stage index 3")
     );
+    // testDockerfileCopyFromArgs / testMountFromError.
     assert!(
         err("ARG V=a\nFROM busybox AS a\nFROM busybox\nCOPY --from=$V a b\n").contains(
-            "Dockerfile:4:13: failed to parse stage name \"$V\": invalid reference format"
+            "Dockerfile:4:13: variable expansion is not supported for --from, define a new stage with FROM using ARG from global scope as a workaround"
         )
+    );
+    assert!(
+        err("FROM busybox AS test\nFROM busybox\nENV ttt=test\nRUN --mount=from=$ttt,type=cache,target=/tmp ls\n")
+            .contains("Dockerfile:4:18: 'from' doesn't support variable expansion, define alias stage instead")
+    );
+    // testOutOfOrderStage: a stage may only read stages defined before it.
+    assert!(
+        err("FROM busybox AS target\nCOPY --from=build / /out\nFROM busybox AS build\nFROM target\n")
+            .contains("Dockerfile:2:13: cannot copy from stage \"build\", it needs to be defined before current stage \"target\"")
+    );
+    assert!(
+        err("FROM busybox AS a\nRUN --mount=from=b,target=/m x\nFROM busybox AS b\nFROM a\n")
+            .contains("cannot mount from stage \"b\" to \"/m\", stage needs to be defined before current command")
     );
     assert!(err("FROM missing\n").contains("Dockerfile:1:6: missing: not found"));
     let f = Fake {
@@ -488,11 +502,42 @@ fn lowering_twice_gives_the_same_graph() {
 }
 
 #[test]
+fn onbuild_trigger_lowers_the_stage_it_reads() {
+    // testOnBuildInheritedStageWithFrom: nothing but the trigger needs `src`.
+    let b = lower(
+        "FROM busybox AS src\nRUN echo -n 12 > /f\nFROM busybox AS base\n\
+         ONBUILD COPY --from=src /f /out/foo\nFROM base AS mid\nRUN cp /out/foo /out/bar\n\
+         FROM scratch\nCOPY --from=mid /out/bar /\n",
+    );
+    let names: Vec<&str> = b.graph.meta.values().map(|m| m.name.as_str()).collect();
+    assert!(
+        names.contains(&"[src 2/2] RUN echo -n 12 > /f"),
+        "{names:?}"
+    );
+    assert!(
+        names
+            .iter()
+            .any(|n| n.starts_with("[mid") && n.contains("ONBUILD COPY --from=src")),
+        "{names:?}"
+    );
+}
+
+#[test]
 fn shebang_heredoc_runs_its_interpreter_after_tab_stripping() {
     // testRunShebangHeredoc, the `<<-` half.
     let b = lower("FROM busybox\nRUN <<-EOF\n\t#!/bin/awk -f\n\tBEGIN { print 1 }\nEOF\n");
     let e = exec_of(&b);
     assert_eq!(e.meta.args, vec!["/bin/sh", "-c", "/dev/pipes/EOF"]);
+}
+
+#[test]
+fn unnamed_target_stage_is_default() {
+    // testTargetStageNameArg: TARGETSTAGE is "default" for an unnamed last stage.
+    let b = lower("FROM busybox\nARG TARGETSTAGE\nRUN echo $TARGETSTAGE\n");
+    assert!(exec_of(&b)
+        .meta
+        .env
+        .contains(&("TARGETSTAGE".into(), "default".into())));
 }
 
 #[test]

@@ -31,7 +31,7 @@ fn nested(depth: usize) -> String {
 #[test]
 fn deeply_nested_substitution_is_an_error_at_its_line() {
     let src = format!("FROM busybox\nENV X={}\n", nested(10_000));
-    let e = lower(&src).unwrap_err();
+    let e = lower(&src).expect_err("too deep");
     let d = &e.diagnostics[0];
     assert_eq!((d.line, d.col), (2, 7), "{d}");
     assert!(
@@ -45,14 +45,14 @@ fn deeply_nested_substitution_is_an_error_at_its_line() {
         .starts_with("Dockerfile:2:7: failed to process"));
     // A normal depth still expands, as in BuildKit.
     let ok = format!("FROM busybox\nENV X={}\n", nested(3));
-    let env = lower(&ok).unwrap().config.config.env.unwrap();
+    let env = lower(&ok).expect("lowers").config.config.env.expect("env");
     assert!(env.contains(&"X=x".to_string()), "{env:?}");
 }
 
 #[test]
 fn long_onbuild_chain_is_an_error() {
     let src = format!("FROM busybox\n{}RUN true\n", "ONBUILD \\\n".repeat(10_000));
-    let e = lower(&src).unwrap_err();
+    let e = lower(&src).expect_err("too deep");
     let d = &e.diagnostics[0];
     assert_eq!(d.line, 2, "{d}");
     assert_eq!(
@@ -79,7 +79,7 @@ fn huge_line_continuation_builds() {
         "FROM busybox\nRUN echo \\\n{}done\n",
         "  a \\\n".repeat(200_000)
     );
-    let b = lower(&src).unwrap();
+    let b = lower(&src).expect("lowers");
     assert!(b.graph.vertices.len() >= 2);
 }
 
@@ -93,6 +93,6 @@ fn long_stage_chain_builds() {
         src.push_str(&format!("FROM s{} AS s{i}\n", i - 1));
     }
     src.push_str("RUN true\n");
-    let b = lower(&src).unwrap();
+    let b = lower(&src).expect("lowers");
     assert!(b.graph.vertices.len() >= 2);
 }

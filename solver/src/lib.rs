@@ -19,6 +19,7 @@ pub mod fileop;
 pub mod git;
 pub mod ignore;
 pub mod index;
+pub mod mounts;
 pub mod ops;
 pub mod progress;
 pub mod pull;
@@ -78,7 +79,7 @@ pub enum Error {
     #[error("no local directory was given for {0:?}")]
     MissingContext(String),
     /// A required secret or ssh agent was not provided.
-    #[error("secret {0} not found (pass it with --secret id={0},src=FILE)")]
+    #[error("secret {0}: not found (pass it with --secret id={0},src=FILE)")]
     MissingSecret(String),
     /// An error of a step, tagged with its vertex (for the Dockerfile line).
     #[error("{error}")]

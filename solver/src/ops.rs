@@ -74,6 +74,10 @@ pub struct Ops {
     pub ssh: BTreeMap<String, PathBuf>,
     /// Network of RUN steps whose Dockerfile says `default`.
     pub network: rbuild_exec::Network,
+    /// `--shm-size`: the size of RUN steps' `/dev/shm` (bytes).
+    pub shm_size: Option<u64>,
+    /// `--ulimit`: resource limits of RUN steps.
+    pub ulimits: Vec<rbuild_exec::Rlimit>,
     /// Cancels running steps (Ctrl-C).
     pub cancel: rbuild_exec::CancelToken,
     /// The lease protecting this build's snapshots and blobs from a
@@ -122,6 +126,8 @@ pub struct BuildState {
     aliases: Mutex<Vec<(Digest, Digest)>>,
     /// When each result snapshot of this build was made.
     pub(crate) created: crate::stamps::Created,
+    /// The `.dockerignore`-filtered snapshot of each context.
+    pub(crate) context_snapshots: crate::mounts::ContextSnapshots,
 }
 
 #[allow(clippy::manual_async_fn)] // the trait requires a 'static future
@@ -718,9 +724,8 @@ impl Ops {
             let ResultValue::Local(l) = &self.input(inputs, i)?.value else {
                 continue;
             };
-            let sum = self
-                .hasher
-                .checksum_detailed(&l.path, &m.selector, true, Some(&l.ignore))?;
+            // What the mount shows: the filtered context snapshot.
+            let sum = self.context_selection(l, &m.selector, true)?;
             if sum.matched == 0 {
                 return Err(Error::File(fileop::FileOpError::NotFound(
                     m.selector.clone(),
@@ -746,34 +751,13 @@ impl Ops {
             }
         }
         let mut mounts = Vec::new();
-        let mut views = Vec::new();
-        let mut scratch_dirs = Vec::new();
+        let mut binds = crate::mounts::Binds::new(&self.snaps);
         let mut locks = Vec::new();
         for m in e.mounts.iter().skip(1) {
             match &m.kind {
                 MountKind::Bind { readonly } => {
-                    let source = match m.input {
-                        Some(i) => match &self.input(inputs, i)?.value {
-                            ResultValue::Local(c) => c.path.clone(),
-                            ResultValue::Snapshot(s) => {
-                                self.ensure(s.as_deref())?;
-                                let v = self.snaps.view(s.as_deref())?;
-                                let p = v.mountpoint.clone();
-                                views.push(v);
-                                p
-                            }
-                        },
-                        None => {
-                            let d = tempfile::tempdir_in(&self.tmp)
-                                .map_err(|e| Error::Io("scratch mount".into(), e))?;
-                            let p = d.path().to_path_buf();
-                            scratch_dirs.push(d);
-                            p
-                        }
-                    };
-                    let source = rbuild_fsroot::Root::open(&source)
-                        .and_then(|r| r.real_host_path(&m.selector, true))
-                        .map_err(|e| Error::Io(format!("bind source {}", m.selector), e))?;
+                    // Never the context itself; `rw` writes are discarded.
+                    let source = self.bind_source(inputs, m, *readonly, &mut binds)?;
                     mounts.push(rbuild_exec::ExecMount::Bind {
                         source,
                         target: m.target.clone(),
@@ -883,6 +867,15 @@ impl Ops {
                 },
             }
         }
+        // `--shm-size` sizes /dev/shm unless the step mounts its own there.
+        if let Some(size) = self.shm_size {
+            if !mounts.iter().any(|m| m.target() == "/dev/shm") {
+                mounts.push(rbuild_exec::ExecMount::Tmpfs {
+                    target: "/dev/shm".into(),
+                    size: Some(size),
+                });
+            }
+        }
         let req = rbuild_exec::RunRequest {
             rootfs: rootfs.to_path_buf(),
             process: rbuild_exec::ProcessSpec {
@@ -890,6 +883,7 @@ impl Ops {
                 env,
                 cwd: e.meta.cwd.clone(),
                 user: e.meta.user.clone(),
+                rlimits: self.ulimits.clone(),
             },
             mounts,
             network: match e.network {
@@ -920,10 +914,7 @@ impl Ops {
             },
             &self.cancel,
         );
-        for v in views {
-            self.snaps.release_view(v);
-        }
-        drop(scratch_dirs);
+        drop(binds);
         drop(locks);
         if self.cancel.is_cancelled() {
             return Err(Error::Cancelled);
@@ -984,7 +975,7 @@ impl Ops {
         let io = |e| Error::Io(format!("seed cache mount {}", dir.display()), e);
         let mut view = None;
         let root = match &from.value {
-            ResultValue::Local(c) => c.path.clone(),
+            ResultValue::Local(c) => self.context_root(c)?,
             ResultValue::Snapshot(s) => {
                 self.ensure(s.as_deref())?;
                 let v = self.snaps.view(s.as_deref())?;
@@ -1062,12 +1053,7 @@ impl Ops {
         for a in &f.actions {
             if let FileAction::Copy(c) = a {
                 if let ResultValue::Local(l) = &self.input(inputs, c.source)?.value {
-                    let sum = self.hasher.checksum_detailed(
-                        &l.path,
-                        &c.src,
-                        c.follow_symlinks,
-                        Some(&l.ignore),
-                    )?;
+                    let sum = self.context_selection(l, &c.src, c.follow_symlinks)?;
                     let wildcard = c.allow_wildcard && c.src.contains(['*', '?', '[']);
                     if sum.matched == 0 && !(wildcard && c.allow_empty_wildcard) {
                         return Err(Error::File(fileop::FileOpError::NotFound(c.src.clone())));
@@ -1177,7 +1163,7 @@ impl Ops {
                         let src = self.input(inputs, c.source)?;
                         let (src_root, default_owner, filter) = match &src.value {
                             ResultValue::Local(l) => (
-                                l.path.clone(),
+                                self.context_root(l)?,
                                 OwnerMode::Set(Owner { uid: 0, gid: 0 }),
                                 Some(&l.ignore),
                             ),

@@ -105,6 +105,7 @@ impl Env {
                 env: vec![],
                 cwd: "/".into(),
                 user: String::new(),
+                rlimits: vec![],
             },
         )
     }

@@ -9,8 +9,8 @@ use crate::instructions::{CopyCmd, CopySource};
 use crate::parser::{chomp_heredoc_content, Node};
 use crate::shell::Lexer;
 use rbuild_graph::{
-    CopyAction, FileAction, FileOp, HttpSource, InputIndex, MergeOp, MkfileAction, Op,
-    SourceOp, VertexMeta,
+    CopyAction, FileAction, FileOp, HttpSource, InputIndex, MergeOp, MkfileAction, Op, SourceOp,
+    VertexMeta,
 };
 
 fn err(ctx: &Ctx<'_>, line: usize, needle: &str, m: impl Into<String>) -> FrontendError {
@@ -85,16 +85,14 @@ pub(crate) fn dispatch_copy(
     let git_checksum = matches!(sources.as_slice(), [CopySource::Path(p)] if is_git(p));
     let checksum = match &checksum_text {
         Some(_) if git_checksum => None,
-        Some(v) => {
-            Some(v.parse::<rbuild_graph::Digest>().map_err(|e| {
-                err(
-                    ctx,
-                    line,
-                    "--checksum",
-                    format!("invalid checksum digest format: {e}"),
-                )
-            })?)
-        }
+        Some(v) => Some(v.parse::<rbuild_graph::Digest>().map_err(|e| {
+            err(
+                ctx,
+                line,
+                "--checksum",
+                format!("invalid checksum digest format: {e}"),
+            )
+        })?),
         None => None,
     };
     // Destination relative to WORKDIR; a trailing slash or several sources

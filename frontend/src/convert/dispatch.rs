@@ -134,6 +134,7 @@ pub(crate) fn stage_deps(ctx: &mut Ctx<'_>) -> Result<Vec<Vec<usize>>, FrontendE
         }
         for c in &s.commands {
             let line = c.node.start_line;
+            super::order::literal_from(ctx, c)?;
             let froms: Vec<String> = match &c.inst {
                 Instruction::Copy(cp) => cp.from.iter().cloned().collect(),
                 Instruction::Run(r) => r.mounts.iter().filter_map(|m| run::mount_from(m)).collect(),
@@ -385,6 +386,7 @@ pub(crate) fn dispatch_stage(ctx: &mut Ctx<'_>, i: usize) -> Result<StageState, 
             commands.push(Command { inst, node: n });
         }
     }
+    super::order::lower_trigger_deps(ctx, i, &commands)?;
     st.on_build = true;
     for c in &commands {
         dispatch_command(ctx, &mut st, c)?;

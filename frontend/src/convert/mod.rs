@@ -9,6 +9,7 @@ mod builder;
 mod copy;
 mod dispatch;
 mod env;
+mod order;
 mod run;
 pub(crate) mod util;
 mod values;
@@ -405,7 +406,8 @@ fn lower_stages(
             .stages
             .last()
             .and_then(|s| s.name.clone())
-            .unwrap_or_default(),
+            // BuildKit's name for an unnamed last stage.
+            .unwrap_or_else(|| "default".into()),
     };
     ctx.global = args::global_scope(&mut ctx, &parsed.meta_args, &target_name)?;
     let defaults = args::default_scope(&ctx, &parsed.meta_args, &target_name);
@@ -451,8 +453,7 @@ fn lower_stages(
         )])
     })?;
     for i in order {
-        let st = dispatch::dispatch_stage(&mut ctx, i)?;
-        ctx.states[i] = Some(st);
+        order::lower_stage(&mut ctx, i)?;
     }
     let Some(st) = ctx.states[target].take() else {
         return Err(syntax(vec![]));

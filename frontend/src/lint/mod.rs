@@ -16,6 +16,7 @@ pub(crate) mod stages;
 
 pub use rules::Rule;
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// One finding of a build check.
@@ -119,6 +120,9 @@ impl CheckConfig {
 pub(crate) struct Linter {
     pub config: CheckConfig,
     pub warnings: Vec<CheckWarning>,
+    /// Rules skipped for one instruction, by its first line: a
+    /// `# check=skip=…` comment right above it, as BuildKit honours.
+    pub inline: BTreeMap<usize, CheckConfig>,
 }
 
 impl Linter {
@@ -126,6 +130,26 @@ impl Linter {
         Linter {
             config,
             warnings: Vec::new(),
+            inline: BTreeMap::new(),
+        }
+    }
+
+    /// Record the `# check=skip=…` comments directly above each node.
+    pub fn inline_skips(&mut self, nodes: &[crate::parser::Node]) {
+        for n in nodes {
+            for c in &n.comments {
+                let Some((k, v)) = c.split_once('=') else {
+                    continue;
+                };
+                if !k.trim().eq_ignore_ascii_case("check") {
+                    continue;
+                }
+                if let Ok(cfg) = CheckConfig::parse(v) {
+                    if cfg.skip_all || !cfg.skip.is_empty() {
+                        self.inline.insert(n.start_line, cfg);
+                    }
+                }
+            }
         }
     }
 
@@ -133,6 +157,11 @@ impl Linter {
     pub fn run(&mut self, rule: Rule, lines: (usize, usize), message: String) {
         if !self.config.enabled(&rule) {
             return;
+        }
+        if let Some(c) = self.inline.get(&lines.0) {
+            if c.skip_all || c.skip.iter().any(|r| r == rule.name) {
+                return;
+            }
         }
         let w = CheckWarning {
             rule,

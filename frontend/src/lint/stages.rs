@@ -35,23 +35,16 @@ pub(crate) fn check_stages(
     global: &BTreeMap<String, String>,
     defaults: Option<&BTreeMap<String, String>>,
 ) {
+    check_parse_time(lint, parsed);
     for c in &parsed.meta_args {
         definition_description(lint, c);
     }
     for s in &parsed.stages {
-        from_casing(lint, &s.node);
         if let Some(name) = &s.name {
             let desc = [name.clone()];
             describe(lint, "FROM", &desc, &s.node);
         }
         for c in &s.commands {
-            if matches!(c.inst, Instruction::Maintainer(_)) {
-                lint.run(
-                    rules::MAINTAINER_DEPRECATED,
-                    lines(&c.node),
-                    "Maintainer instruction is deprecated in favor of using label".into(),
-                );
-            }
             definition_description(lint, c);
         }
     }
@@ -74,6 +67,23 @@ pub(crate) fn check_stages(
                         "Default value for ARG {} results in empty or invalid base image name",
                         s.base
                     ),
+                );
+            }
+        }
+    }
+}
+
+/// The checks BuildKit runs while it parses each instruction, so their
+/// warnings for the instructions before a parse error are still reported.
+pub(crate) fn check_parse_time(lint: &mut Linter, parsed: &Stages) {
+    for s in &parsed.stages {
+        from_casing(lint, &s.node);
+        for c in &s.commands {
+            if matches!(c.inst, Instruction::Maintainer(_)) {
+                lint.run(
+                    rules::MAINTAINER_DEPRECATED,
+                    lines(&c.node),
+                    "Maintainer instruction is deprecated in favor of using label".into(),
                 );
             }
         }

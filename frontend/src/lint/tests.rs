@@ -527,3 +527,43 @@ fn copy_ignored_file_is_experimental_and_checks_main_context_sources() {
         2
     );
 }
+
+#[test]
+fn check_skip_comment_above_an_instruction_skips_it_there() {
+    // testMaintainerDeprecated (inline skip): the comment is not a parser
+    // directive (it follows FROM) but BuildKit honours it for CMD.
+    assert!(checks("\nFROM scratch\n# check=skip=JSONArgsRecommended\nCMD mycommand\n").is_empty());
+    // Only for the instruction right below it.
+    assert_eq!(
+        rule(
+            "FROM scratch\n# check=skip=JSONArgsRecommended\nCMD a\nENTRYPOINT b\n",
+            "JSONArgsRecommended"
+        )
+        .len(),
+        1
+    );
+}
+
+#[test]
+fn warnings_before_a_parse_error_are_kept() {
+    // testWarningsBeforeError.
+    let e = build(
+        "\nFROM scratch AS BadStageName\nMAINTAINER me@example.org\nBADCMD\n",
+        &opts(),
+        &Fake,
+    )
+    .expect_err("BADCMD");
+    assert!(
+        e.to_string()
+            .contains("dockerfile parse error on line 4: unknown instruction: BADCMD"),
+        "{e}"
+    );
+    let got: Vec<String> = e.checks.iter().map(|c| c.to_string()).collect();
+    assert_eq!(
+        got,
+        vec![
+            "StageNameCasing: Stage name 'BadStageName' should be lowercase (line 2)",
+            "MaintainerDeprecated: Maintainer instruction is deprecated in favor of using label (line 3)",
+        ]
+    );
+}
